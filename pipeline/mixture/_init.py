@@ -1,0 +1,309 @@
+"""Initialisation on the cluster: kmeans (k-means|| + Lloyd), k-means++, random, random_from_data.
+
+Nothing here collects the data on the client. Every method is a handful of passes over
+the chunks through :class:`~pipeline.mixture._chunks.ChunkedData`, and several
+initialisations (a grid of candidates, or ``n_init`` restarts) advance in lock-step so
+that each pass serves all of them. Randomness is drawn from generators seeded by
+``(seed, step, chunk index)``: the result does not depend on the number of workers.
+"""
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.mixture import _covariance, _kernels
+
+logger = logging.getLogger("pipeline.mixture")
+
+KMEANS_PARALLEL_ROUNDS = 5
+KMEANS_MAX_ITER = 300
+KMEANS_TOL = 1e-4
+
+
+@dataclass
+class InitJob:
+    """What one candidate needs to start: its size, type, method and seed."""
+
+    n_components: int
+    covariance_type: str
+    init_params: str
+    seed: int
+    reg_covar: float
+    weights_init: Any = None
+    means_init: Any = None
+    precisions_init: Any = None
+
+    @property
+    def fully_given(self):
+        return not any(v is None for v in (self.weights_init, self.means_init,
+                                            self.precisions_init))
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _rng(*key):
+    return np.random.default_rng([int(k) for k in key])
+
+
+def _cost_chunk(X, centers_list, shift):
+    mins = _kernels.min_sq_distance_chunk(X, centers_list, shift)
+    return [{"cost": float(m.sum())} for m in mins]
+
+
+def _sample_chunk(X, index, centers_list, shift, costs, oversampling, seeds, step):
+    mins = _kernels.min_sq_distance_chunk(X, centers_list, shift)
+    picked = []
+    for d2, cost, l, seed in zip(mins, costs, oversampling, seeds):
+        u = _rng(seed, step, index).uniform(size=d2.shape[0])
+        p = l * d2 / cost if cost > 0 else np.zeros_like(d2)
+        picked.append(np.flatnonzero(u < p))
+    return picked
+
+
+def _topk_chunk(X, index, centers_list, shift, n_trials, seeds, step):
+    """Weighted sampling without replacement (Efraimidis-Spirakis keys log(u)/d^2)."""
+    mins = _kernels.min_sq_distance_chunk(X, centers_list, shift)
+    out = []
+    for d2, n, seed in zip(mins, n_trials, seeds):
+        u = _rng(seed, step, index).uniform(size=d2.shape[0])
+        with np.errstate(divide="ignore"):
+            keys = np.where(d2 > 0, np.log(u) / np.where(d2 > 0, d2, 1.0), -np.inf)
+        top = np.argsort(-keys, kind="stable")[:n]
+        out.append((keys[top], top))
+    return out
+
+
+def _potential_chunk(X, centers_list, candidates_list, shift):
+    out = []
+    mins = _kernels.min_sq_distance_chunk(X, centers_list, shift)
+    for d2, candidates in zip(mins, candidates_list):
+        if X.shape[0] == 0:
+            out.append({"potential": np.zeros(len(candidates))})
+            continue
+        dc = _kernels._sq_distances(X, candidates, shift)
+        out.append({"potential": np.minimum(d2[:, None], dc).sum(axis=0)})
+    return out
+
+
+def _global_indices(data, per_chunk):
+    return np.concatenate([data.offsets[i] + np.asarray(idx, np.int64)
+                           for i, idx in enumerate(per_chunk)] or [np.empty(0, np.int64)])
+
+
+# ------------------------------------------------------------------ k-means
+
+
+def kmeans_centers(data, specs, describe):
+    """Distributed k-means for several (n_clusters, seed) specs at once.
+
+    k-means|| seeding (Bahmani et al. 2012: ``KMEANS_PARALLEL_ROUNDS`` rounds with
+    oversampling 2k, candidates weighted by the points they attract and reclustered on
+    the client), then Lloyd iterations until the squared center shift falls under
+    ``KMEANS_TOL`` times the mean feature variance, as scikit-learn's KMeans stops.
+
+    Returns
+    -------
+    centers : list of ndarray of shape (n_clusters, n_features)
+    """
+    from sklearn.cluster import KMeans
+
+    n = data.n_samples
+    shift = describe["mean"]
+    variance = describe["m2"] / max(n, 1)
+    tol = KMEANS_TOL * float(np.mean(variance))
+    seeds = [seed for _, seed in specs]
+    first = [int(_rng(seed, 0).integers(n)) for seed in seeds]
+    first_rows = data.take(first)
+    candidates = [first_rows[j : j + 1] for j in range(len(specs))]
+    oversampling = [2 * k for k, _ in specs]
+    for step in range(1, KMEANS_PARALLEL_ROUNDS + 1):
+        costs = [c["cost"] for c in data.reduce(_cost_chunk, _kernels.combine_sums,
+                                                  candidates, shift)]
+        per_chunk = data.gather(_sample_chunk, candidates, shift, costs, oversampling,
+                                seeds, step)
+        picked = [_global_indices(data, [chunk[j] for chunk in per_chunk])
+                  for j in range(len(specs))]
+        rows = data.take(np.concatenate(picked))
+        bounds = np.cumsum([0] + [len(p) for p in picked])
+        candidates = [np.vstack([c, rows[bounds[j]:bounds[j + 1]]])
+                      for j, c in enumerate(candidates)]
+    for j, (k, seed) in enumerate(specs):
+        if len(candidates[j]) < k:
+            extra = _rng(seed, KMEANS_PARALLEL_ROUNDS + 1).choice(n, size=k - len(candidates[j]),
+                                                                   replace=False)
+            candidates[j] = np.vstack([candidates[j], data.take(extra)])
+    counts = [r["counts"] for r in data.reduce(_kernels.lloyd_chunk, _kernels.combine_sums,
+                                                 candidates, shift)]
+    centers = []
+    for (k, seed), cand, weight in zip(specs, candidates, counts):
+        km = KMeans(n_clusters=k, n_init=1, random_state=seed % (2**32))
+        centers.append(km.fit(cand, sample_weight=np.maximum(weight, 1e-12)).cluster_centers_)
+    active = list(range(len(specs)))
+    for iteration in range(1, KMEANS_MAX_ITER + 1):
+        result = data.reduce(_kernels.lloyd_chunk, _kernels.combine_sums,
+                             [centers[j] for j in active], shift)
+        still = []
+        for j, r in zip(active, result):
+            counts_j = r["counts"][:, None]
+            new = np.where(counts_j > 0, shift + r["sums"] / np.maximum(counts_j, 1),
+                           centers[j])
+            moved = float(((new - centers[j]) ** 2).sum())
+            centers[j] = new
+            if moved > tol:
+                still.append(j)
+        active = still
+        if not active:
+            break
+    logger.debug("k-means: %d Lloyd passes for %d specs", iteration, len(specs))
+    return centers
+
+
+def kmeanspp_indices(data, specs, describe):
+    """Distributed greedy k-means++ (sklearn's 2 + log k local trials) for several specs.
+
+    Two passes per center: one draws the trial points with probability proportional to
+    their squared distance, one evaluates the potential of each trial.
+
+    Returns
+    -------
+    indices : list of ndarray of shape (n_clusters,)
+        Global row indices of the chosen centers.
+    """
+    n = data.n_samples
+    shift = describe["mean"]
+    seeds = [seed for _, seed in specs]
+    chosen = [[int(_rng(seed, 0).integers(n))] for seed in seeds]
+    rows = data.take([c[0] for c in chosen])
+    centers = [rows[j : j + 1] for j in range(len(specs))]
+    max_k = max(k for k, _ in specs)
+    for c in range(1, max_k):
+        active = [j for j, (k, _) in enumerate(specs) if k > c]
+        n_trials = [2 + int(math.log(specs[j][0])) for j in active]
+        per_chunk = data.gather(_topk_chunk, [centers[j] for j in active], shift, n_trials,
+                                [seeds[j] for j in active], c)
+        trial_idx = []
+        for a, j in enumerate(active):
+            keys = np.concatenate([chunk[a][0] for chunk in per_chunk])
+            idx = _global_indices(data, [chunk[a][1] for chunk in per_chunk])
+            order = np.argsort(-keys, kind="stable")[: n_trials[a]]
+            if not np.isfinite(keys[order]).any():
+                # every row sits on a center already: fall back to uniform draws
+                idx = _rng(seeds[j], c, -1).choice(n, size=n_trials[a], replace=False)
+                order = np.arange(n_trials[a])
+            trial_idx.append(idx[order])
+        trial_rows = data.take(np.concatenate(trial_idx))
+        bounds = np.cumsum([0] + [len(t) for t in trial_idx])
+        trials = [trial_rows[bounds[a]:bounds[a + 1]] for a in range(len(active))]
+        potentials = data.reduce(_potential_chunk, _kernels.combine_sums,
+                                 [centers[j] for j in active], trials, shift)
+        for a, j in enumerate(active):
+            best = int(np.argmin(potentials[a]["potential"]))
+            chosen[j].append(int(trial_idx[a][best]))
+            centers[j] = np.vstack([centers[j], trials[a][best : best + 1]])
+    return [np.asarray(c, dtype=np.int64) for c in chosen]
+
+
+# ------------------------------------------------------------------ resp -> parameters
+
+
+def _init_resp_chunk(X, index, specs):
+    """Statistics of the initial responsibilities of each spec, for one chunk."""
+    out = []
+    for kind, payload, shift, covariance_type in specs:
+        if kind == "labels":
+            labels = _kernels.nearest_center(X, payload, payload.mean(axis=0))
+            resp = np.zeros((X.shape[0], payload.shape[0]))
+            resp[np.arange(X.shape[0]), labels] = 1.0
+        else:  # random responsibilities, seeded by the chunk index
+            seed, n_components = payload
+            resp = _rng(seed, index).uniform(size=(X.shape[0], n_components))
+            resp /= resp.sum(axis=1)[:, None]
+        out.append(_kernels.resp_chunk(X, resp, shift, covariance_type))
+    return out
+
+
+def _parameters_from_stats(job, stats, shift, n_samples, eps):
+    nk, means, covariances = _covariance.m_step(stats, shift, job.covariance_type,
+                                                job.reg_covar, eps)
+    return nk / n_samples, means, covariances
+
+
+def initialize(data, jobs, describe, eps):
+    """Initial parameters for every job, with as few passes as the methods allow.
+
+    Returns
+    -------
+    params : list of dict
+        ``weights``, ``means``, ``covariances``, ``precisions_cholesky`` (float64),
+        following scikit-learn's ``_initialize``: user-given pieces replace the
+        estimated ones.
+    """
+    float32 = eps > np.finfo(np.float64).eps
+    estimated = [None] * len(jobs)
+    need = [j for j, job in enumerate(jobs) if not job.fully_given]
+    kmeans_specs = sorted({(jobs[j].n_components, jobs[j].seed) for j in need
+                           if jobs[j].init_params == "kmeans"})
+    pp_specs = sorted({(jobs[j].n_components, jobs[j].seed) for j in need
+                       if jobs[j].init_params == "k-means++"})
+    centers = dict(zip(kmeans_specs, kmeans_centers(data, kmeans_specs, describe))) \
+        if kmeans_specs else {}
+    pp_rows = dict(zip(pp_specs, kmeanspp_indices(data, pp_specs, describe))) \
+        if pp_specs else {}
+
+    pass_specs, pass_jobs = [], []
+    row_jobs = {}
+    for j in need:
+        job = jobs[j]
+        key = (job.n_components, job.seed)
+        if job.init_params == "kmeans":
+            c = centers[key]
+            pass_specs.append(("labels", c, c, job.covariance_type))
+            pass_jobs.append(j)
+        elif job.init_params == "random":
+            shift = np.repeat(describe["mean"][None, :], job.n_components, axis=0)
+            pass_specs.append(("random", (job.seed, job.n_components), shift,
+                               job.covariance_type))
+            pass_jobs.append(j)
+        elif job.init_params == "k-means++":
+            row_jobs[j] = pp_rows[key]
+        else:  # random_from_data
+            row_jobs[j] = _rng(job.seed, 0).choice(data.n_samples, size=job.n_components,
+                                                   replace=False)
+    if pass_specs:
+        results = data.reduce(_init_resp_chunk, _kernels.combine_sums, pass_specs,
+                              with_index=True)
+        for j, spec, stats in zip(pass_jobs, pass_specs, results):
+            estimated[j] = _parameters_from_stats(jobs[j], stats, spec[2], data.n_samples, eps)
+    if row_jobs:
+        order = list(row_jobs)
+        rows = data.take(np.concatenate([row_jobs[j] for j in order]))
+        start = 0
+        for j in order:
+            k = jobs[j].n_components
+            r = rows[start : start + k]
+            start += k
+            stats = _kernels.resp_chunk(r, np.eye(k), r, jobs[j].covariance_type)
+            estimated[j] = _parameters_from_stats(jobs[j], stats, r, data.n_samples, eps)
+
+    params = []
+    for job, est in zip(jobs, estimated):
+        weights, means, covariances = est if est is not None else (None, None, None)
+        if job.weights_init is not None:
+            weights = np.asarray(job.weights_init, np.float64)
+        if job.means_init is not None:
+            means = np.asarray(job.means_init, np.float64)
+        if job.precisions_init is None:
+            precisions_cholesky = _covariance.precision_cholesky(covariances,
+                                                                 job.covariance_type, float32)
+        else:
+            precisions_cholesky = _covariance.precision_cholesky_from_precisions(
+                job.precisions_init, job.covariance_type)
+            covariances = _covariance.covariances_from_cholesky(precisions_cholesky,
+                                                                job.covariance_type)
+        params.append({"weights": weights, "means": means, "covariances": covariances,
+                       "precisions_cholesky": precisions_cholesky})
+    return params

@@ -1,0 +1,454 @@
+"""GaussianMixture: scikit-learn's estimator, fitted on numpy arrays or on dask arrays."""
+
+import logging
+import math
+import time
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from pipeline.mixture import _covariance, _kernels
+from pipeline.mixture._chunks import ChunkedData, is_dask_collection
+from pipeline.mixture._em import EMState, run_em
+from pipeline.mixture._init import InitJob, initialize
+from pipeline.mixture._validation import (
+    check_means,
+    check_precisions,
+    check_weights,
+    validate_params,
+)
+
+logger = logging.getLogger("pipeline.mixture")
+
+NAN_MESSAGE = (
+    "Input X contains NaN.\nGaussianMixture does not accept missing values encoded as NaN "
+    "natively. For supervised learning, you might want to consider "
+    "sklearn.ensemble.HistGradientBoostingClassifier and Regressor which accept missing "
+    "values encoded as NaNs natively. Alternatively, it is possible to preprocess the data, "
+    "for instance by using an imputer transformer in a pipeline or drop samples with missing "
+    "values. See https://scikit-learn.org/stable/modules/impute.html You can find a list of "
+    "all estimators that handle NaN values at the following page: "
+    "https://scikit-learn.org/stable/modules/impute.html#estimators-that-handle-nan-values"
+)
+
+
+def _is_dask_dataframe(X):
+    return is_dask_collection(X) and hasattr(X, "columns")
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted by EM, on numpy arrays or on dask arrays across a cluster.
+
+    Same parameters, defaults, attributes, methods and errors as
+    :class:`sklearn.mixture.GaussianMixture`; each EM iteration is one pass over the
+    data, run per chunk on the dask workers when ``X`` is a dask array.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        The number of mixture components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        The type of covariance parameters.
+    tol : float, default=1e-3
+        Convergence threshold on the change of the mean log-likelihood.
+    reg_covar : float, default=1e-6
+        Non-negative regularisation added to the diagonal of the covariances.
+    max_iter : int, default=100
+        The number of EM iterations (passes over the data) to perform.
+    n_init : int, default=1
+        Number of initialisations; the best lower bound is kept. The restarts advance
+        in lock-step, sharing each pass over the data.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        Initialisation method, run on the cluster (k-means is k-means|| + Lloyd).
+    weights_init : array-like of shape (n_components,), default=None
+    means_init : array-like of shape (n_components, n_features), default=None
+    precisions_init : array-like, default=None
+        Shape (n_components, n_features, n_features) for 'full', (n_features, n_features)
+        for 'tied', (n_components, n_features) for 'diag', (n_components,) for 'spherical'.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+        Continue from the previous fit (then ``n_init`` is ignored).
+    verbose : int, default=0
+        1 prints each initialisation, 2 also each iteration's time and change.
+    verbose_interval : int, default=10
+        Iterations between two printed messages.
+    dtype : {numpy.float64, numpy.float32, None}, default=None
+        Compute dtype of the E-step. None follows sklearn: float32 input stays float32,
+        anything else is float64. Statistics are accumulated in float64 either way.
+    persist : {'auto', True, False}, default='auto'
+        Dask input only: keep the chunks in worker memory across passes. 'auto' does
+        it when the data take at most half of the workers' memory.
+    split_every : int or None, default=None
+        Partial results merged per combine task of the tree reduction (8 if None).
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+    precisions_ : ndarray
+    precisions_cholesky_ : ndarray
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+    lower_bounds_ : list of float
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined when X has feature names that are all strings.
+    n_passes_ : int
+        Passes over the data the last fit made (initialisation included).
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        dtype=None,
+        persist="auto",
+        split_every=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.dtype = dtype
+        self.persist = persist
+        self.split_every = split_every
+
+    # ------------------------------------------------------------- input
+
+    def _compute_dtype(self, input_dtype):
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        return np.dtype(np.float32) if input_dtype == np.float32 else np.dtype(np.float64)
+
+    def _validate_dask(self, X, reset):
+        """Shape, dtype and feature checks for dask input (values are checked in a pass)."""
+        if _is_dask_dataframe(X):
+            names = np.asarray([str(c) for c in X.columns], dtype=object)
+            all_str = all(isinstance(c, str) for c in X.columns)
+            X = X.to_dask_array(lengths=True)
+            if reset:
+                if all_str:
+                    self.feature_names_in_ = names
+                elif hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
+            elif hasattr(self, "feature_names_in_") and list(names) != list(
+                    self.feature_names_in_):
+                raise ValueError(
+                    "The feature names should match those that were passed during fit.\n"
+                    f"Feature names seen at fit time: {list(self.feature_names_in_)}\n"
+                    f"Feature names passed now: {list(names)}")
+        elif reset and hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected 2D array, got {X.ndim}D array instead. Reshape your data either "
+                "using array.reshape(-1, 1) if your data has a single feature or "
+                "array.reshape(1, -1) if it contains a single sample.")
+        if any(math.isnan(c) for c in X.chunks[0]):
+            logger.info("dask input has unknown chunk sizes: computing them (one pass)")
+            X = X.compute_chunk_sizes()
+        if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+            raise ValueError(f"dtype='numeric' is not compatible with arrays of dtype {X.dtype}. "
+                             "Cast the features to float before fitting.")
+        n_samples, n_features = X.shape
+        if reset:
+            if n_samples < 2:
+                raise ValueError(
+                    f"Found array with {n_samples} sample(s) (shape={X.shape}) while a minimum "
+                    "of 2 is required by GaussianMixture.")
+            if n_features < 1:
+                raise ValueError(
+                    f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 "
+                    "is required by GaussianMixture.")
+            self.n_features_in_ = n_features
+        elif n_features != self.n_features_in_:
+            raise ValueError(f"X has {n_features} features, but GaussianMixture is expecting "
+                             f"{self.n_features_in_} features as input.")
+        dtype = self._compute_dtype(X.dtype)
+        return X.astype(dtype) if X.dtype != dtype else X
+
+    def _validate_X(self, X, reset):
+        if is_dask_collection(X):
+            return self._validate_dask(X, reset)
+        kwargs = {"ensure_min_samples": 2} if reset else {}
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset, **kwargs)
+        dtype = self._compute_dtype(X.dtype)
+        return X.astype(dtype) if X.dtype != dtype else X
+
+    def _check_init_arrays(self, n_features):
+        weights = means = precisions = None
+        if self.weights_init is not None:
+            weights = check_weights(self.weights_init, self.n_components)
+        if self.means_init is not None:
+            means = check_means(self.means_init, self.n_components, n_features)
+        if self.precisions_init is not None:
+            precisions = check_precisions(self.precisions_init, self.covariance_type,
+                                          self.n_components, n_features)
+        return weights, means, precisions
+
+    # -------------------------------------------------------------- fitting
+
+    def _fit(self, X):
+        """Fit and return the chunked, validated data (for a final prediction)."""
+        validate_params(self)
+        X = self._validate_X(X, reset=True)
+        n_samples, n_features = X.shape
+        if n_samples < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, n_samples = {n_samples}")
+        weights_init, means_init, precisions_init = self._check_init_arrays(n_features)
+        dtype = X.dtype
+        data = ChunkedData(X, persist=self.persist, split_every=self.split_every)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        random_state = check_random_state(self.random_state)
+
+        if do_init:
+            describe = data.reduce(_kernels.describe_chunk, _kernels.combine_describe)
+            if describe["n_nan"]:
+                raise ValueError(NAN_MESSAGE)
+            if describe["n_inf"]:
+                raise ValueError(
+                    f"Input X contains infinity or a value too large for {dtype!r}.")
+            seeds = [int(random_state.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
+            jobs = [InitJob(self.n_components, self.covariance_type, self.init_params, seed,
+                            self.reg_covar, weights_init, means_init, precisions_init)
+                    for seed in seeds]
+            started = time.perf_counter()
+            initial = initialize(data, jobs, describe, float(np.finfo(dtype).eps))
+            logger.info("initialisation (%s, %d restart(s)): %.3f s, %d passes so far",
+                        self.init_params, n_init, time.perf_counter() - started, data.n_passes)
+            states = [EMState(self.covariance_type, self.reg_covar, self.tol, self.max_iter,
+                              name=f"init {i}" if n_init > 1 else "", **p)
+                      for i, p in enumerate(initial)]
+        else:
+            states = [EMState(self.covariance_type, self.reg_covar, self.tol, self.max_iter,
+                              self.weights_, self.means_, self.covariances_,
+                              self.precisions_cholesky_, lower_bound=self.lower_bound_)]
+
+        for i in range(len(states)):
+            self._print_verbose_msg_init_beg(i)
+        if self.max_iter > 0:
+            run_em(data, states, dtype, on_iteration=self._print_verbose_msg_iter_end)
+            best = None
+            for i, state in enumerate(states):
+                self._print_verbose_msg_init_end(state.lower_bound, state.converged, i)
+                if best is None or state.lower_bound > best.lower_bound:
+                    best = state
+            lower_bound, lower_bounds = best.lower_bound, best.lower_bounds
+        else:
+            best = states[-1]
+            lower_bound, lower_bounds = -np.inf, []
+
+        self.converged_ = bool(best.converged)
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        self._set_parameters(best.parameters())
+        self.n_iter_ = best.n_iter if self.max_iter > 0 else 0
+        self.lower_bound_ = lower_bound
+        self.lower_bounds_ = lower_bounds
+        self.n_passes_ = data.n_passes
+        return X
+
+    def fit(self, X, y=None):
+        """Estimate model parameters with the EM algorithm.
+
+        Parameters
+        ----------
+        X : array-like, dask array or dask DataFrame of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self : object
+            The fitted mixture.
+        """
+        self._fit(X)
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Fit, then predict the most probable component of each row of X.
+
+        Returns
+        -------
+        labels : ndarray or dask array of shape (n_samples,)
+            Lazy (chunked like X) when X is a dask collection.
+        """
+        X = self._fit(X)
+        return self._apply(X, _kernels.predict_chunk, "labels", validated=True)
+
+    def _set_parameters(self, params):
+        weights, means, covariances, precisions_cholesky = params
+        self.weights_ = np.asarray(weights, np.float64)
+        self.means_ = np.asarray(means, np.float64)
+        self.covariances_ = np.asarray(covariances, np.float64)
+        self.precisions_cholesky_ = np.asarray(precisions_cholesky, np.float64)
+        self.precisions_ = _covariance.precisions_from_cholesky(self.precisions_cholesky_,
+                                                                self.covariance_type)
+
+    # ----------------------------------------------------------- prediction
+
+    def _model(self, dtype):
+        return _kernels.prepare_model(self.weights_, self.means_, self.precisions_cholesky_,
+                                      self.covariance_type, dtype)
+
+    def _apply(self, X, kernel, kind, validated=False):
+        check_is_fitted(self)
+        if not validated:
+            X = self._validate_X(X, reset=False)
+        model = self._model(X.dtype)
+        if not is_dask_collection(X):
+            return kernel(X, model)
+        X = X.rechunk({1: -1})
+        if kind == "proba":
+            return X.map_blocks(kernel, model, dtype=X.dtype,
+                                chunks=(X.chunks[0], (self.n_components,)))
+        dtype = np.int64 if kind == "labels" else X.dtype
+        return X.map_blocks(kernel, model, dtype=dtype, drop_axis=1)
+
+    def predict(self, X):
+        """Predict the most probable component of each row.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), or a dask array chunked like X
+        """
+        return self._apply(X, _kernels.predict_chunk, "labels")
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each row.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components), or a dask array chunked like X
+        """
+        return self._apply(X, _kernels.predict_proba_chunk, "proba")
+
+    def score_samples(self, X):
+        """Log-likelihood of each row under the model.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,), or a dask array chunked like X
+        """
+        return self._apply(X, _kernels.score_samples_chunk, "score")
+
+    def score(self, X, y=None):
+        """Per-sample average log-likelihood of X (a float; computes for dask input)."""
+        log_prob = self.score_samples(X)
+        if is_dask_collection(log_prob):
+            return float(log_prob.mean(dtype=np.float64).compute())
+        return float(np.mean(log_prob, dtype=np.float64))
+
+    def _n_parameters(self):
+        return _covariance.n_parameters(self.covariance_type, self.n_components,
+                                        self.means_.shape[1])
+
+    def _n_samples(self, X):
+        return int(X.shape[0]) if not _is_dask_dataframe(X) else int(
+            X.map_partitions(len).sum().compute())
+
+    def bic(self, X):
+        """Bayesian information criterion on X (lower is better)."""
+        n = self._n_samples(X)
+        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion on X (lower is better)."""
+        n = self._n_samples(X)
+        return -2 * self.score(X) * n + 2 * self._n_parameters()
+
+    def sample(self, n_samples=1):
+        """Generate random samples from the fitted mixture (as sklearn, on the client).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        if n_samples < 1:
+            raise ValueError(
+                "Invalid value for 'n_samples': %d . The sampling requires at "
+                "least one sample." % (self.n_components))
+        _, n_features = self.means_.shape
+        rng = check_random_state(self.random_state)
+        n_samples_comp = rng.multinomial(n_samples, self.weights_)
+        if self.covariance_type == "full":
+            X = np.vstack([rng.multivariate_normal(mean, covariance, int(sample))
+                           for mean, covariance, sample in
+                           zip(self.means_, self.covariances_, n_samples_comp)])
+        elif self.covariance_type == "tied":
+            X = np.vstack([rng.multivariate_normal(mean, self.covariances_, int(sample))
+                           for mean, sample in zip(self.means_, n_samples_comp)])
+        else:
+            X = np.vstack([mean + rng.standard_normal(size=(sample, n_features))
+                           * np.sqrt(covariance)
+                           for mean, covariance, sample in
+                           zip(self.means_, self.covariances_, n_samples_comp)])
+        y = np.concatenate([np.full(sample, j, dtype=np.int64)
+                            for j, sample in enumerate(n_samples_comp)])
+        return X, y
+
+    # ------------------------------------------------------------- progress
+
+    def _print_verbose_msg_init_beg(self, n_init):
+        if self.verbose >= 1:
+            print("Initialization %d" % n_init)
+        if self.verbose >= 2:
+            self._init_prev_time = time.time()
+            self._iter_prev_time = self._init_prev_time
+
+    def _print_verbose_msg_iter_end(self, state, change, seconds):
+        n_iter = state.n_iter
+        if not self.verbose or n_iter % self.verbose_interval:
+            return
+        prefix = f"[{state.name}] " if state.name else ""
+        if self.verbose == 1:
+            print(f"  {prefix}Iteration {n_iter}")
+        else:
+            print("  %sIteration %d\t time lapse %.5fs\t ll change %.5f"
+                  % (prefix, n_iter, seconds, change))
+
+    def _print_verbose_msg_init_end(self, lb, init_has_converged, index):
+        converged_msg = "converged" if init_has_converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {converged_msg}.")
+        elif self.verbose >= 2:
+            t = time.time() - self._init_prev_time
+            print(f"Initialization {converged_msg}. time lapse {t:.5f}s\t lower bound"
+                  f" {lb:.5f}.")
