@@ -297,6 +297,7 @@ def _report_markdown(report, criterion, *, with_clusters):
         "",
         f"- run id: `{report.get('run_id', '')}`",
         f"- config hash: `{report.get('config_hash', '')}`",
+        *([f"- model id: `{report['model_id']}`"] if report.get("model_id") else []),
         f"- selection criterion: {name} (lower is better)",
         f"- rows: {_number(report.get('n_rows'), ',.0f')}, "
         f"rows dropped: {_number(report.get('rows_dropped'), ',.0f')}",

@@ -156,6 +156,7 @@ def test_report_json_accepts_numpy_scalars(tmp_path):
 
 def test_report_markdown_content(tmp_path):
     report = make_report()
+    report["model_id"] = "m-42"  # keys beyond the schema are kept in JSON and shown if known
     X, labels, means, covariances = blob_sample(4)
 
     paths = write_report(report, tmp_path, sample_X=X, sample_labels=labels, means=means,
@@ -164,6 +165,7 @@ def test_report_markdown_content(tmp_path):
     markdown = open(paths["report.md"], encoding="utf-8").read()
     assert markdown.startswith("# ")
     assert report["run_id"] in markdown and report["config_hash"] in markdown
+    assert "model id: `m-42`" in markdown
     for candidate in report["candidates"]:
         assert candidate["name"] in markdown
     chosen_row = table_row(markdown, "full-k3-init0")
