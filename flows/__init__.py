@@ -1,0 +1,14 @@
+"""Prefect flows for mixlake: thin wrappers, each task one library call.
+
+The settings below make the embedded default work with no set-up on a small machine: a
+temporary Prefect server with analytics off and a startup timeout that suits 2 cores,
+and the library's own loggers shown in the flow run's logs. Each is only a default: an
+environment that sets them (a real server through PREFECT_API_URL) wins.
+"""
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pipeline")
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")

@@ -1,0 +1,47 @@
+"""The score flow: apply a saved model to new partitions and publish the assignments."""
+
+from prefect import flow, task
+
+import flows  # noqa: F401  (Prefect defaults before prefect is imported)
+from pipeline import run
+from pipeline.config import ConfigError, load_config, parse_config
+
+IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
+
+
+@task(name="check-output", **IO_RETRIES)
+def check_output(config: dict) -> str:
+    return run.check_output(parse_config(config))
+
+
+@task(name="score")
+def score_to_staging(config: dict, run_id: str) -> dict:
+    parsed = parse_config(config)
+    return run.score_to_staging(parsed, parsed.score.model_path, run_id)
+
+
+@task(name="publish", **IO_RETRIES)
+def publish(config: dict, staging: str, run_id: str) -> str:
+    return run.publish(parse_config(config), staging, run_id)
+
+
+@flow(name="mixlake-score", log_prints=True)
+def score_flow(config_path: str, overrides: list[str] | None = None) -> dict:
+    """Label the config's source partitions with the model at ``score.model_path``."""
+    config = load_config(config_path, overrides or [])
+    if config.score is None:
+        raise ConfigError(f"{config_path}: score.model_path: missing; name the model folder "
+                          "(<fit output>/model) to apply")
+    resolved = config.model_dump(mode="json")
+    run_id = run.new_run_id()
+    if check_output(resolved) == "skip":
+        return {"run_id": run_id, "skipped": True, "output": config.output.path}
+    summary = score_to_staging(resolved, run_id)
+    try:
+        publish(resolved, summary["staging"], run_id)
+    except BaseException:
+        run.discard(summary["staging"])
+        raise
+    print(f"scored {summary['rows_out']} rows with model {summary['model_id']} into "
+          f"{config.output.path}")
+    return summary

@@ -1,0 +1,303 @@
+"""Run configuration: YAML validated by pydantic, ``--set a.b=c`` overrides, a stable hash.
+
+Every error names the key's path (``model.covariance_typ: unknown key``). Credentials
+never live in a config file: storage options that look like secrets are refused, and
+s3fs / boto read them from the environment or the standard AWS files.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+SECRET_WORDS = ("secret", "password", "token", "key", "credential")
+
+
+class ConfigError(ValueError):
+    """A config file or an override is invalid; the message names the key's path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _refuse_secrets(options, section):
+    for name in options or {}:
+        lowered = name.lower()
+        if any(word in lowered for word in SECRET_WORDS) and lowered != "endpoint_url":
+            raise ValueError(
+                f"{name!r}: credentials must not be written in the "
+                "config; set them in the environment (AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY) or the standard AWS files")
+    return options
+
+
+class Source(_Section):
+    """Where the data come from and which columns are features."""
+
+    path: str = Field(description="Parquet file, directory or glob; local or s3://")
+    features: list[str] | None = Field(
+        None, description="feature columns; all numeric columns but passthrough if omitted")
+    passthrough: list[str] = Field(default_factory=list,
+                                   description="columns carried to the output (ids, keys)")
+    nan_policy: Literal["error", "drop"] = "error"
+    standardize: bool = False
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_secrets(cls, v):
+        return _refuse_secrets(v, "source")
+
+    @field_validator("features")
+    @classmethod
+    def _features_non_empty(cls, v):
+        if v is not None and not v:
+            raise ValueError("must list at least one column, or be omitted for all numeric ones")
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("lists a column twice")
+        return v
+
+
+class ComponentRange(_Section):
+    min: Annotated[int, Field(ge=1)] = 1
+    max: Annotated[int, Field(ge=1)]
+    step: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        return self
+
+
+PositiveInt = Annotated[int, Field(ge=1, strict=True)]
+
+
+def _check_component_counts(v):
+    def ok(n):
+        return isinstance(n, int) and not isinstance(n, bool) and n >= 1
+
+    if ok(v):
+        return v
+    if isinstance(v, list) and v and all(ok(n) for n in v):
+        return v
+    if isinstance(v, dict):
+        return ComponentRange.model_validate(v)
+    raise ValueError(f"must be an int >= 1, a list of them, or a range such as "
+                     f"{{min: 1, max: 10}}; got {v!r}")
+
+
+def _check_covariance_types(v):
+    values = v if isinstance(v, list) else [v]
+    bad = [c for c in values if c not in COVARIANCE_TYPES]
+    if bad or not values:
+        raise ValueError(f"must be one of {', '.join(COVARIANCE_TYPES)} or a list of them; "
+                         f"got {v!r}")
+    return v
+
+
+class Model(_Section):
+    """The grid of candidate mixtures and how each is fitted."""
+
+    n_components: Any = 1
+    covariance_type: Any = "full"
+    n_init: PositiveInt = 1
+    init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans"
+    tol: Annotated[float, Field(ge=0)] = 1e-3
+    max_iter: Annotated[int, Field(ge=0)] = 100
+    reg_covar: Annotated[float, Field(ge=0)] = 1e-6
+    random_state: Annotated[int, Field(ge=0)] | None = 0
+    dtype: Literal["float64", "float32"] = "float64"
+    criterion: Literal["bic", "aic"] = "bic"
+    persist: Literal["auto", True, False] = "auto"
+
+    _n_components = field_validator("n_components")(classmethod(
+        lambda cls, v: _check_component_counts(v)))
+    _covariance_type = field_validator("covariance_type")(classmethod(
+        lambda cls, v: _check_covariance_types(v)))
+
+    def component_counts(self):
+        n = self.n_components
+        if isinstance(n, int):
+            return [n]
+        if isinstance(n, ComponentRange):
+            return list(range(n.min, n.max + 1, n.step))
+        if not n:
+            raise ConfigError("model.n_components: the list is empty")
+        return sorted(set(n))
+
+    def covariance_types(self):
+        c = self.covariance_type
+        return [c] if isinstance(c, str) else list(dict.fromkeys(c))
+
+
+class Cluster(_Section):
+    """An embedded LocalCluster (default) or the address of an existing scheduler."""
+
+    address: str | None = None
+    n_workers: PositiveInt = 2
+    threads_per_worker: PositiveInt = 1
+    memory_limit: str | int = "auto"
+    local_directory: str | None = None
+    connect_timeout: Annotated[float, Field(gt=0)] = 30.0
+
+
+class Output(_Section):
+    """Where results go and what happens when something is already there."""
+
+    path: str
+    mode: Literal["error", "overwrite", "skip-if-complete"] = "error"
+    columns: list[Literal["probabilities", "log_density"]] = Field(
+        default_factory=lambda: ["probabilities", "log_density"])
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_secrets(cls, v):
+        return _refuse_secrets(v, "output")
+
+
+class Schedule(_Section):
+    cron: str | None = None
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_fields(cls, v):
+        if v is not None and len(v.split()) not in (5, 6):
+            raise ValueError(f"{v!r} is not a cron expression (5 fields: 'min hour dom mon dow')")
+        return v
+
+
+class Score(_Section):
+    """For the score job: the model folder (``<fit output>/model``) to apply."""
+
+    model_path: str
+
+
+class RunConfig(_Section):
+    """A whole run: source, model grid, cluster, output and schedule."""
+
+    name: str = "mixlake"
+    source: Source
+    model: Model = Model()
+    cluster: Cluster = Cluster()
+    output: Output
+    schedule: Schedule = Schedule()
+    score: Score | None = None
+
+    def config_hash(self):
+        """sha256 of the canonical JSON of the resolved config (first 16 hex digits)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _format_errors(exc, origin):
+    lines = []
+    for error in exc.errors():
+        path = ".".join(str(p) for p in error["loc"])
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "missing required key"
+        else:
+            message = error["msg"]
+            if message.startswith("Value error, "):
+                message = message[len("Value error, "):]
+        lines.append(f"{path}: {message}" if path else message)
+    unique = list(dict.fromkeys(lines))
+    return f"{origin}: invalid config\n  " + "\n  ".join(unique)
+
+
+def _set_path(raw, dotted, value):
+    keys = dotted.split(".")
+    node = raw
+    for key in keys[:-1]:
+        if not isinstance(node.get(key, {}), dict):
+            raise ConfigError(f"--set {dotted}: {key} is not a section")
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+
+
+def apply_overrides(raw, overrides):
+    """Apply ``a.b=c`` overrides; values are parsed as YAML (``5``, ``[full, diag]``)."""
+    raw = json.loads(json.dumps(raw))
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected key.path=value")
+        dotted, text = item.split("=", 1)
+        if not dotted.strip():
+            raise ConfigError(f"--set {item}: empty key")
+        _set_path(raw, dotted.strip(), yaml.safe_load(text))
+    return raw
+
+
+def _resolve_local(path, base):
+    if "://" in path or os.path.isabs(path):
+        return path
+    return str((base / path).resolve())
+
+
+def parse_config(raw, origin="config", base_dir=None):
+    """Validate a config dict; relative local paths are resolved against ``base_dir``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping of sections")
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from None
+    config.model.component_counts()
+    if base_dir is not None:
+        base = Path(base_dir)
+        config = config.model_copy(update={
+            "source": config.source.model_copy(
+                update={"path": _resolve_local(config.source.path, base)}),
+            "output": config.output.model_copy(
+                update={"path": _resolve_local(config.output.path, base)}),
+            "score": config.score and config.score.model_copy(
+                update={"model_path": _resolve_local(config.score.model_path, base)}),
+        })
+    overlap = set(config.source.passthrough) & set(config.source.features or ())
+    if overlap:
+        raise ConfigError(f"{origin}: source.passthrough: {sorted(overlap)} also listed in "
+                          "source.features")
+    return config
+
+
+def load_config(path, overrides=()):
+    """Read a YAML config (safe_load), apply overrides, validate.
+
+    Relative paths in ``source.path`` and ``output.path`` are relative to the config
+    file's folder, so a scheduled job finds its data wherever it is started from.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty")
+    raw = apply_overrides(raw, overrides)
+    return parse_config(raw, origin=str(path), base_dir=path.parent.resolve())
+
+
+def dump_config(config):
+    """The resolved config as YAML text (saved with every run)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,181 @@
+"""Save and load a fitted model without pickle: JSON metadata + an .npz of arrays.
+
+``model/model.json`` holds the estimator's parameters, the feature names, the fit's
+history and the preprocessing; ``model/params.npz`` the arrays, read back with
+``allow_pickle=False``. Loading checks shapes, finiteness and positive-definiteness, so a
+damaged or hand-edited model fails with the file's name instead of predicting nonsense.
+"""
+
+import hashlib
+import io
+import json
+import posixpath
+
+import numpy as np
+
+from pipeline.io import filesystem
+from pipeline.mixture import GaussianMixture, _covariance
+
+FORMAT = "mixlake-model"
+FORMAT_VERSION = 1
+ESTIMATOR_PARAMS = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
+                    "init_params", "random_state", "verbose_interval")
+
+
+class ModelFileError(ValueError):
+    """A saved model is missing, malformed or not a valid Gaussian mixture."""
+
+
+def _arrays(estimator):
+    return {
+        "weights": estimator.weights_,
+        "means": estimator.means_,
+        "covariances": estimator.covariances_,
+        "precisions_cholesky": estimator.precisions_cholesky_,
+    }
+
+
+def model_id(estimator):
+    """A content hash of the fitted parameters (first 16 hex digits of sha256)."""
+    digest = hashlib.sha256()
+    for name, array in sorted(_arrays(estimator).items()):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def save_model(estimator, path, *, features, preprocessing=None, extra=None,
+               storage_options=None):
+    """Write ``model.json`` and ``params.npz`` into the folder ``path``.
+
+    Parameters
+    ----------
+    estimator : GaussianMixture, fitted
+    path : str
+        Local folder or URL.
+    features : list of str
+        Feature column names, in the order the model expects.
+    preprocessing : dict, optional
+        ``{"mean": array, "scale": array}`` when the features were standardized.
+    extra : dict, optional
+        JSON-able metadata stored under ``"run"``.
+
+    Returns
+    -------
+    model_id : str
+    """
+    arrays = {k: np.asarray(v, np.float64) for k, v in _arrays(estimator).items()}
+    if preprocessing:
+        arrays["scaler_mean"] = np.asarray(preprocessing["mean"], np.float64)
+        arrays["scaler_scale"] = np.asarray(preprocessing["scale"], np.float64)
+    params = {k: getattr(estimator, k) for k in ESTIMATOR_PARAMS}
+    if not isinstance(params["random_state"], int | type(None)):
+        params["random_state"] = None
+    ident = model_id(estimator)
+    from pipeline import __version__
+
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "mixlake_version": __version__,
+        "model_id": ident,
+        "covariance_type": estimator.covariance_type,
+        "n_components": int(estimator.n_components),
+        "n_features": int(estimator.means_.shape[1]),
+        "features": list(features),
+        "standardized": bool(preprocessing),
+        "params": params,
+        "fit": {
+            "converged": bool(estimator.converged_),
+            "n_iter": int(estimator.n_iter_),
+            "lower_bound": float(estimator.lower_bound_),
+            "lower_bounds": [float(v) for v in estimator.lower_bounds_],
+        },
+        "run": extra or {},
+    }
+    fs, root = filesystem(path, storage_options)
+    fs.makedirs(root, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with fs.open(posixpath.join(root, "params.npz"), "wb") as handle:
+        handle.write(buffer.getvalue())
+    with fs.open(posixpath.join(root, "model.json"), "w") as handle:
+        handle.write(json.dumps(meta, indent=2, sort_keys=True, allow_nan=True))
+    return ident
+
+
+def _fail(path, message):
+    raise ModelFileError(f"{path}: {message}")
+
+
+def load_model(path, storage_options=None):
+    """Read a model folder written by :func:`save_model`.
+
+    Returns
+    -------
+    estimator : GaussianMixture
+        Fitted: predicts exactly as the estimator that was saved.
+    meta : dict
+        The JSON metadata, plus ``"preprocessing"`` (``{"mean", "scale"}`` or None).
+    """
+    fs, root = filesystem(path, storage_options)
+    json_path = posixpath.join(root, "model.json")
+    npz_path = posixpath.join(root, "params.npz")
+    for p in (json_path, npz_path):
+        if not fs.exists(p):
+            _fail(p, "missing; point to a model folder written by a mixlake fit run")
+    try:
+        with fs.open(json_path, "r") as handle:
+            meta = json.loads(handle.read())
+    except json.JSONDecodeError as exc:
+        _fail(json_path, f"not valid JSON ({exc})")
+    if meta.get("format") != FORMAT:
+        _fail(json_path, f"not a mixlake model (format {meta.get('format')!r})")
+    try:
+        with fs.open(npz_path, "rb") as handle:
+            with np.load(io.BytesIO(handle.read()), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError) as exc:
+        _fail(npz_path, f"not a readable .npz without pickle ({exc})")
+    covariance_type = meta.get("covariance_type")
+    if covariance_type not in _covariance.COVARIANCE_TYPES:
+        _fail(json_path, f"unknown covariance_type {covariance_type!r}")
+    K, D = int(meta["n_components"]), int(meta["n_features"])
+    if len(meta.get("features", [])) != D:
+        _fail(json_path, f"lists {len(meta.get('features', []))} features but n_features is {D}")
+    expected = {
+        "weights": (K,),
+        "means": (K, D),
+        "covariances": _covariance.covariance_shape(covariance_type, K, D),
+        "precisions_cholesky": _covariance.covariance_shape(covariance_type, K, D),
+    }
+    if meta.get("standardized"):
+        expected.update({"scaler_mean": (D,), "scaler_scale": (D,)})
+    for name, shape in expected.items():
+        if name not in arrays:
+            _fail(npz_path, f"array {name!r} is missing")
+        if arrays[name].shape != shape:
+            _fail(npz_path, f"array {name!r} has shape {arrays[name].shape}, expected {shape}")
+        if not np.all(np.isfinite(arrays[name])):
+            _fail(npz_path, f"array {name!r} contains NaN or inf")
+    weights = arrays["weights"]
+    if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
+        _fail(npz_path, "weights must be non-negative and sum to 1")
+    chol = arrays["precisions_cholesky"]
+    diagonal = (np.diagonal(chol, axis1=-2, axis2=-1) if covariance_type in ("full", "tied")
+                else chol)
+    if np.any(diagonal <= 0):
+        _fail(npz_path, "precisions_cholesky is not the factor of a positive-definite "
+                        "precision (non-positive diagonal)")
+    estimator = GaussianMixture(**meta["params"])
+    estimator.n_features_in_ = D
+    estimator.feature_names_in_ = np.asarray(meta["features"], dtype=object)
+    estimator._set_parameters((arrays["weights"], arrays["means"], arrays["covariances"],
+                               arrays["precisions_cholesky"]))
+    estimator.converged_ = meta["fit"]["converged"]
+    estimator.n_iter_ = meta["fit"]["n_iter"]
+    estimator.lower_bound_ = meta["fit"]["lower_bound"]
+    estimator.lower_bounds_ = meta["fit"]["lower_bounds"]
+    meta["preprocessing"] = ({"mean": arrays["scaler_mean"], "scale": arrays["scaler_scale"]}
+                             if meta.get("standardized") else None)
+    return estimator, meta
