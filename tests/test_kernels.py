@@ -1,0 +1,265 @@
+"""The per-chunk numpy kernels and the client-side M-step, without dask.
+
+Reference values come from scikit-learn's own estimators (private functions of
+``sklearn.mixture._gaussian_mixture``, which is fine in a test: they are the spec).
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from sklearn.mixture import _gaussian_mixture as skgm
+
+from pipeline.mixture import _covariance, _kernels
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _data(n=500, n_features=3, offset=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, n_features)) @ rng.normal(size=(n_features, n_features)) + offset
+
+
+def _params(covariance_type, n_components=3, n_features=3, seed=1, offset=0.0):
+    """Random but well-conditioned weights, means and precision Cholesky factors."""
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(0.5, 1.5, n_components)
+    weights /= weights.sum()
+    means = rng.normal(scale=2.0, size=(n_components, n_features)) + offset
+    if covariance_type == "full":
+        a = rng.normal(size=(n_components, n_features, n_features))
+        covariances = a @ a.transpose(0, 2, 1) + np.eye(n_features)
+    elif covariance_type == "tied":
+        a = rng.normal(size=(n_features, n_features))
+        covariances = a @ a.T + np.eye(n_features)
+    elif covariance_type == "diag":
+        covariances = rng.uniform(0.5, 2.0, (n_components, n_features))
+    else:
+        covariances = rng.uniform(0.5, 2.0, n_components)
+    return weights, means, covariances, _covariance.precision_cholesky(covariances,
+                                                                        covariance_type)
+
+
+def _model(covariance_type, dtype=np.float64, **kwargs):
+    weights, means, _, precisions_cholesky = _params(covariance_type, **kwargs)
+    return _kernels.prepare_model(weights, means, precisions_cholesky, covariance_type, dtype)
+
+
+def _random_resp(n, n_components, seed=2):
+    resp = np.random.default_rng(seed).uniform(size=(n, n_components))
+    return resp / resp.sum(axis=1, keepdims=True)
+
+
+def _assert_stats_close(actual, desired, rtol):
+    assert actual.keys() == desired.keys()
+    for key in desired:
+        assert_allclose(actual[key], desired[key], rtol=rtol, atol=0, err_msg=key)
+
+
+# ------------------------------------------------------------- additivity
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("cut", [1, 123, 250, 499])
+def test_em_chunk_statistics_are_additive_over_a_split(covariance_type, cut):
+    X = _data()
+    models = [_model(covariance_type), _model(covariance_type, n_components=2, seed=5)]
+    whole = _kernels.em_chunk(X, models)
+    halves = _kernels.combine_sums([_kernels.em_chunk(X[:cut], models),
+                                    _kernels.em_chunk(X[cut:], models)])
+    assert len(whole) == len(halves) == 2
+    for w, h in zip(whole, halves):
+        assert w["n"] == h["n"] == len(X)
+        _assert_stats_close(h, w, rtol=1e-12)
+
+
+def test_em_chunk_of_an_empty_block_is_the_neutral_element():
+    X = _data()
+    models = [_model("full")]
+    whole = _kernels.em_chunk(X, models)
+    with_empty = _kernels.combine_sums([_kernels.em_chunk(X[:0], models),
+                                        _kernels.em_chunk(X, models)])
+    _assert_stats_close(with_empty[0], whole[0], rtol=0)
+
+
+def test_combine_sums_does_not_modify_its_inputs():
+    X = _data()
+    parts = [_kernels.em_chunk(X[:100], [_model("diag")]),
+             _kernels.em_chunk(X[100:], [_model("diag")])]
+    before = [{k: np.copy(v) for k, v in p[0].items()} for p in parts]
+    _kernels.combine_sums(parts)
+    for p, b in zip(parts, before):
+        _assert_stats_close(p[0], b, rtol=0)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_resp_chunk_statistics_are_additive_over_a_split(covariance_type):
+    X = _data()
+    resp = _random_resp(len(X), 3)
+    shift = np.random.default_rng(3).normal(size=(3, 3))
+    whole = _kernels.resp_chunk(X, resp, shift, covariance_type)
+    halves = _kernels.combine_sums([[_kernels.resp_chunk(X[:77], resp[:77], shift,
+                                                         covariance_type)],
+                                    [_kernels.resp_chunk(X[77:], resp[77:], shift,
+                                                         covariance_type)]])[0]
+    _assert_stats_close(halves, whole, rtol=1e-12)
+
+
+# ------------------------------------------------------ M-step vs sklearn
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("shift_offset", [0.0, 50.0])
+def test_resp_chunk_and_m_step_reproduce_sklearn_estimate_gaussian_parameters(
+        covariance_type, shift_offset):
+    X = _data()
+    resp = _random_resp(len(X), 3)
+    reg_covar = 1e-6
+    # the statistics are taken about an arbitrary shift; the M-step must not depend on it
+    shift = np.random.default_rng(4).normal(size=(3, 3)) + shift_offset
+    stats = _kernels.resp_chunk(X, resp, shift, covariance_type)
+    nk, means, covariances = _covariance.m_step(stats, shift, covariance_type, reg_covar,
+                                                float(np.finfo(np.float64).eps))
+    nk_ref, means_ref, covariances_ref = skgm._estimate_gaussian_parameters(
+        X, resp, reg_covar, covariance_type)
+    assert_allclose(nk, nk_ref, rtol=1e-12)
+    assert_allclose(means, means_ref, rtol=1e-10)
+    assert_allclose(covariances, covariances_ref, rtol=1e-10)
+    assert_allclose(_covariance.precision_cholesky(covariances, covariance_type),
+                    skgm._compute_precision_cholesky(covariances_ref, covariance_type),
+                    rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_one_em_pass_reproduces_one_sklearn_em_step(covariance_type):
+    X = _data(n=400)
+    weights, means, covariances, precisions_cholesky = _params(covariance_type)
+    model = _kernels.prepare_model(weights, means, precisions_cholesky, covariance_type,
+                                   np.float64)
+    stats = _kernels.em_chunk(X, [model])[0]
+    nk, new_means, new_covariances = _covariance.m_step(
+        stats, model["shift"], covariance_type, 1e-6, float(np.finfo(np.float64).eps))
+
+    reference = skgm.GaussianMixture(3, covariance_type=covariance_type)
+    reference.weights_, reference.means_ = weights, means
+    reference.covariances_, reference.precisions_cholesky_ = covariances, precisions_cholesky
+    log_prob_norm, log_resp = reference._e_step(X)
+    reference._m_step(X, log_resp)
+
+    assert_allclose(stats["loglik"] / stats["n"], log_prob_norm, rtol=1e-12)
+    assert_allclose(nk / nk.sum(), reference.weights_, rtol=1e-10)
+    assert_allclose(new_means, reference.means_, rtol=1e-10)
+    assert_allclose(new_covariances, reference.covariances_, rtol=1e-10)
+
+
+# ------------------------------------------------------------- float32
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_float32_statistics_are_accumulated_in_float64(covariance_type):
+    # one sub-block of 2**20 / (K * D) = 262144 rows at an offset of 1e4: summing it
+    # in float32 loses ~4e-5 relative (measured), float64 accumulation ~1e-8
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(2**18, 2)) + 1e4).astype(np.float32)
+    weights, means, _, precisions_cholesky = _params(covariance_type, n_components=2,
+                                                     n_features=2, offset=1e4)
+    model32 = _kernels.prepare_model(weights, means, precisions_cholesky, covariance_type,
+                                     np.float32)
+    # the float64 reference uses the very same (float32-rounded) center and offsets
+    model64 = {k: v.astype(np.float64) if isinstance(v, np.ndarray) else v
+               for k, v in model32.items()}
+    stats32 = _kernels.em_chunk(X, [model32])[0]
+    stats64 = _kernels.em_chunk(X.astype(np.float64), [model64])[0]
+    for key in ("nk", "s", "S"):
+        assert stats32[key].dtype == np.float64
+        error = np.max(np.abs(stats32[key] - stats64[key])) / np.max(np.abs(stats64[key]))
+        assert error < 1e-6, (key, error)
+
+
+# ------------------------------------------------------------- prediction
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_log_prob_resp_matches_sklearn(covariance_type, offset):
+    X = _data(n=300, offset=offset)
+    weights, means, covariances, precisions_cholesky = _params(covariance_type, offset=offset)
+    model = _kernels.prepare_model(weights, means, precisions_cholesky, covariance_type,
+                                   np.float64)
+    log_prob_norm, log_resp = _kernels.log_prob_resp(X, model)
+
+    # sklearn expands |x - m|^2 for diag/spherical and loses digits at an offset:
+    # the reference is computed on the centered data (the density is translation-invariant)
+    reference = skgm.GaussianMixture(3, covariance_type=covariance_type)
+    reference.weights_, reference.means_ = weights, means - offset
+    reference.precisions_cholesky_ = precisions_cholesky
+    ref_norm, ref_resp = reference._estimate_log_prob_resp(X - offset)
+    assert_allclose(log_prob_norm, ref_norm, rtol=1e-9)
+    assert_allclose(log_resp, ref_resp, rtol=1e-7, atol=1e-7)
+    proba = _kernels.predict_proba_chunk(X, model)
+    assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.array_equal(_kernels.predict_chunk(X, model), ref_resp.argmax(axis=1))
+    assert_allclose(_kernels.score_samples_chunk(X, model), ref_norm, rtol=1e-9)
+
+
+# ------------------------------------------------------------- describe
+
+
+def test_describe_merges_chunks_like_numpy():
+    X = _data(n=1000, offset=1e4)
+    X[:, 1] *= 1e-3
+    sizes = [0, 1, 333, 0, 500, 166]
+    bounds = np.cumsum([0] + sizes)
+    parts = [_kernels.describe_chunk(X[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    merged = _kernels.combine_describe(parts)
+    assert merged["n"] == len(X)
+    assert merged["n_nan"] == merged["n_inf"] == 0
+    assert_allclose(merged["mean"], X.mean(axis=0), rtol=1e-14)
+    assert_allclose(merged["m2"] / len(X), X.var(axis=0), rtol=1e-9)
+
+
+def test_describe_counts_nan_and_inf():
+    X = _data(n=50)
+    X[3, 0] = np.nan
+    X[7, 1] = np.inf
+    X[8, 2] = -np.inf
+    merged = _kernels.combine_describe([_kernels.describe_chunk(X[:5]),
+                                        _kernels.describe_chunk(X[5:])])
+    assert (merged["n_nan"], merged["n_inf"]) == (1, 2)
+
+
+# ------------------------------------------------------------- covariance helpers
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_precision_helpers_match_sklearn(covariance_type):
+    _, _, covariances, precisions_cholesky = _params(covariance_type)
+    precisions = _covariance.precisions_from_cholesky(precisions_cholesky, covariance_type)
+    # the upper-triangular factor with a positive diagonal is unique: the one we started from
+    assert_allclose(_covariance.precision_cholesky_from_precisions(precisions, covariance_type),
+                    precisions_cholesky, rtol=1e-10, atol=1e-14)
+    assert_allclose(_covariance.covariances_from_cholesky(precisions_cholesky, covariance_type),
+                    covariances, rtol=1e-10)
+    assert_allclose(_covariance.log_det_cholesky(precisions_cholesky, covariance_type, 3),
+                    skgm._compute_log_det_cholesky(precisions_cholesky, covariance_type, 3),
+                    rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_n_parameters_matches_sklearn(covariance_type):
+    reference = skgm.GaussianMixture(4, covariance_type=covariance_type)
+    reference.means_ = np.zeros((4, 5))
+    assert _covariance.n_parameters(covariance_type, 4, 5) == reference._n_parameters()
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("float32", [False, True])
+def test_singular_covariance_error_names_reg_covar(covariance_type, float32):
+    singular = {
+        "full": np.zeros((2, 3, 3)),
+        "tied": np.zeros((3, 3)),
+        "diag": np.zeros((2, 3)),
+        "spherical": np.zeros(2),
+    }[covariance_type]
+    with pytest.raises(ValueError, match="increase reg_covar") as info:
+        _covariance.precision_cholesky(singular, covariance_type, float32)
+    assert ("passing float64" in str(info.value)) == float32
