@@ -5,11 +5,15 @@ never live in a config file: storage options that look like secrets are refused,
 s3fs / boto read them from the environment or the standard AWS files.
 """
 
+import copy
+import difflib
 import hashlib
 import json
 import os
+import re
+import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -23,6 +27,8 @@ from pydantic import (
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 SECRET_WORDS = ("secret", "password", "token", "key", "credential")
+# Column names the assignments output writes itself; a passthrough column must not shadow them.
+OUTPUT_COLUMNS = re.compile(r"cluster|log_density|prob_\d+")
 
 
 class ConfigError(ValueError):
@@ -33,14 +39,26 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _refuse_secrets(options, section):
-    for name in options or {}:
-        lowered = name.lower()
+def _secret_names(options, prefix=""):
+    """Dotted names of the options that look like credentials, nested ones included
+    (s3fs passes ``client_kwargs`` / ``config_kwargs`` on to botocore)."""
+    found = []
+    for name, value in (options or {}).items():
+        lowered = str(name).lower()
         if any(word in lowered for word in SECRET_WORDS) and lowered != "endpoint_url":
-            raise ValueError(
-                f"{name!r}: credentials must not be written in the "
-                "config; set them in the environment (AWS_ACCESS_KEY_ID, "
-                "AWS_SECRET_ACCESS_KEY) or the standard AWS files")
+            found.append(f"{prefix}{name}")
+        elif isinstance(value, dict):
+            found.extend(_secret_names(value, f"{prefix}{name}."))
+    return found
+
+
+def _refuse_secrets(options):
+    secrets = _secret_names(options)
+    if secrets:
+        raise ValueError(
+            f"{', '.join(map(repr, secrets))}: credentials must not be written in the "
+            "config; set them in the environment (AWS_ACCESS_KEY_ID, "
+            "AWS_SECRET_ACCESS_KEY) or the standard AWS files")
     return options
 
 
@@ -59,7 +77,18 @@ class Source(_Section):
     @field_validator("storage_options")
     @classmethod
     def _no_secrets(cls, v):
-        return _refuse_secrets(v, "source")
+        return _refuse_secrets(v)
+
+    @field_validator("passthrough")
+    @classmethod
+    def _passthrough_names(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError("lists a column twice")
+        clashes = [c for c in v if OUTPUT_COLUMNS.fullmatch(c)]
+        if clashes:
+            raise ValueError(f"{clashes[0]!r} is a column the output writes itself "
+                             "(cluster, prob_<k>, log_density); leave it out of passthrough")
+        return v
 
     @field_validator("features")
     @classmethod
@@ -72,9 +101,10 @@ class Source(_Section):
 
 
 class ComponentRange(_Section):
-    min: Annotated[int, Field(ge=1)] = 1
-    max: Annotated[int, Field(ge=1)]
-    step: Annotated[int, Field(ge=1)] = 1
+    # strict, as a plain n_components is: "2" or 2.0 are refused, not coerced
+    min: Annotated[int, Field(ge=1, strict=True)] = 1
+    max: Annotated[int, Field(ge=1, strict=True)]
+    step: Annotated[int, Field(ge=1, strict=True)] = 1
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -167,7 +197,51 @@ class Output(_Section):
     @field_validator("storage_options")
     @classmethod
     def _no_secrets(cls, v):
-        return _refuse_secrets(v, "output")
+        return _refuse_secrets(v)
+
+
+_CRON_FIELDS = (  # name, lowest, highest, names
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
+                      "nov", "dec")),
+    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+    ("second", 0, 59, ()),
+)
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+# croniter's extensions: last day of the month, last / n-th weekday of the month
+_CRON_EXTRA = {2: re.compile(r"L"), 4: re.compile(r"[0-7]L|[0-7]#[1-5]")}
+
+
+def _cron_value_ok(token, index):
+    _, low, high, names = _CRON_FIELDS[index]
+    if token.isdigit():
+        return low <= int(token) <= high
+    return token.lower() in names
+
+
+def _cron_problem(expression):
+    """Why ``expression`` is not a cron expression, or None if it is one."""
+    if expression.strip().lower() in _CRON_MACROS:
+        return None
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        return (f"has {len(fields)} field(s), expected 5: "
+                "'minute hour day-of-month month day-of-week'")
+    for index, text in enumerate(fields):
+        name, low, high, _ = _CRON_FIELDS[index]
+        for part in text.split(","):
+            if index in _CRON_EXTRA and _CRON_EXTRA[index].fullmatch(part):
+                continue
+            span, _, step = part.partition("/")
+            if step and not (step.isdigit() and int(step) >= 1):
+                return f"{name} field {text!r}: step {step!r} must be an integer >= 1"
+            bounds = span.split("-")
+            if span != "*" and not (len(bounds) <= 2
+                                    and all(_cron_value_ok(b, index) for b in bounds)):
+                return f"{name} field {text!r} is not *, a value in {low}-{high}, or a range"
+    return None
 
 
 class Schedule(_Section):
@@ -177,8 +251,21 @@ class Schedule(_Section):
     @field_validator("cron")
     @classmethod
     def _cron_fields(cls, v):
-        if v is not None and len(v.split()) not in (5, 6):
-            raise ValueError(f"{v!r} is not a cron expression (5 fields: 'min hour dom mon dow')")
+        problem = v is not None and _cron_problem(v)
+        if problem:
+            raise ValueError(f"{v!r} is not a cron expression: {problem}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v):
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            if not zoneinfo.available_timezones():
+                return v  # no time zone database here to check against; Prefect checks it
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name such as "
+                             "'UTC' or 'Europe/Berlin'") from None
         return v
 
 
@@ -205,12 +292,33 @@ class RunConfig(_Section):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _section_at(loc):
+    """The config class of the section at ``loc`` (a path of keys), or None."""
+    section = RunConfig
+    for key in loc:
+        field = section.model_fields.get(key) if isinstance(key, str) else None
+        if field is None:
+            return None
+        candidates = (field.annotation, *get_args(field.annotation))
+        section = next((c for c in candidates
+                        if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if section is None:
+            return None
+    return section
+
+
+def _unknown_key_message(loc):
+    section = _section_at(loc[:-1])
+    close = section and difflib.get_close_matches(str(loc[-1]), list(section.model_fields), 1)
+    return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
+
+
 def _format_errors(exc, origin):
     lines = []
     for error in exc.errors():
         path = ".".join(str(p) for p in error["loc"])
         if error["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = _unknown_key_message(error["loc"])
         elif error["type"] == "missing":
             message = "missing required key"
         else:
@@ -234,14 +342,25 @@ def _set_path(raw, dotted, value):
 
 def apply_overrides(raw, overrides):
     """Apply ``a.b=c`` overrides; values are parsed as YAML (``5``, ``[full, diag]``)."""
-    raw = json.loads(json.dumps(raw))
+    if overrides and not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping of sections")
+    # deepcopy, not a JSON round trip: YAML values such as dates must survive to validation
+    raw = copy.deepcopy(raw)
     for item in overrides or ():
         if "=" not in item:
-            raise ConfigError(f"--set {item}: expected key.path=value")
+            raise ConfigError(f"--set {item}: expected key.path=value, e.g. "
+                              "model.n_components=5")
         dotted, text = item.split("=", 1)
-        if not dotted.strip():
-            raise ConfigError(f"--set {item}: empty key")
-        _set_path(raw, dotted.strip(), yaml.safe_load(text))
+        dotted = dotted.strip()
+        if not dotted or not all(dotted.split(".")):
+            raise ConfigError(f"--set {item}: empty key; expected key.path=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item}: the value of {dotted} is not valid YAML "
+                              f"({exc.__class__.__name__}); quote it, e.g. {dotted}='...'"
+                              ) from None
+        _set_path(raw, dotted, value)
     return raw
 
 
@@ -288,12 +407,16 @@ def load_config(path, overrides=()):
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: the config file cannot be read ({exc})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if raw is None:
         raise ConfigError(f"{path}: the file is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
     raw = apply_overrides(raw, overrides)
     return parse_config(raw, origin=str(path), base_dir=path.parent.resolve())
 
