@@ -35,19 +35,24 @@ def filesystem(path, storage_options=None):
     return fs, root
 
 
-def _is_data_file(name):
-    base = posixpath.basename(name)
-    return base.endswith(PARQUET_SUFFIXES) and not base.startswith(("_", "."))
+def _is_data_file(name, base):
+    """A Parquet file, and neither it nor a folder between ``base`` and it is hidden or
+    metadata (``_SUCCESS``, ``_metadata``, Spark's ``_temporary/``, ``.staging/``)."""
+    relative = name[len(base):] if name.startswith(base) else posixpath.basename(name)
+    parts = [part for part in relative.split("/") if part]
+    return bool(parts) and parts[-1].endswith(PARQUET_SUFFIXES) and not any(
+        part.startswith(("_", ".")) for part in parts)
 
 
 def list_parquet_files(path, storage_options=None):
     """Sorted Parquet files under a file, a directory (recursively) or a glob."""
     fs, root = filesystem(path, storage_options)
     if any(ch in root for ch in "*?["):
+        base = root[:min(root.find(ch) for ch in "*?[" if ch in root)].rpartition("/")[0]
         found = [f for f in fs.glob(root) if fs.isfile(f)]
-        files = sorted(f for f in found if _is_data_file(f))
+        files = sorted(f for f in found if _is_data_file(f, base))
     elif fs.isdir(root):
-        files = sorted(f for f in fs.find(root) if _is_data_file(f))
+        files = sorted(f for f in fs.find(root) if _is_data_file(f, root))
     elif fs.exists(root):
         files = [root]
     else:
@@ -70,7 +75,7 @@ def _read_table(path, columns, storage_options):
         with fs.open(root, "rb") as handle:
             return pq.read_table(handle, columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{short_name(path)}: not a readable Parquet file ({exc}); "
+        raise DataError(f"{path}: not a readable Parquet file ({exc}); "
                         "replace or remove the file") from None
 
 
@@ -81,7 +86,7 @@ def _read_schema(path, storage_options):
             parquet = pq.ParquetFile(handle)
             return parquet.schema_arrow, parquet.metadata.num_rows
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{short_name(path)}: not a readable Parquet file ({exc}); "
+        raise DataError(f"{path}: not a readable Parquet file ({exc}); "
                         "replace or remove the file") from None
 
 
@@ -128,7 +133,6 @@ def inspect_schema(source, files):
     """
     features = list(source.features) if source.features else None
     rows = []
-    first_types = {}
     for path in files:
         schema, n_rows = _read_schema(path, source.storage_options)
         rows.append(n_rows)
@@ -137,27 +141,22 @@ def inspect_schema(source, files):
             features = [f.name for f in schema if _is_numeric(f.type)
                         and f.name not in source.passthrough]
             if not features:
-                raise DataError(f"{short_name(path)}: no numeric columns to use as features; "
+                raise DataError(f"{path}: no numeric columns to use as features; "
                                 "list them in source.features")
         for column in source.passthrough:
             if column not in names:
                 raise DataError(f"source.passthrough: column {column!r} is missing from "
-                                f"{short_name(path)}")
+                                f"{path}; every partition must have it")
         for column in features:
             if column not in names:
                 raise DataError(f"source.features: column {column!r} is missing from "
-                                f"{short_name(path)}; every partition must have it")
+                                f"{path}; every partition must have it")
+            # numeric types may differ between partitions: every one is read as float64
             arrow_type = schema.field(column).type
-            if pa.types.is_boolean(arrow_type) or not _is_numeric(arrow_type):
+            if not _is_numeric(arrow_type):
                 raise DataError(
-                    f"source.features: column {column!r} in {short_name(path)} is "
+                    f"source.features: column {column!r} in {path} is "
                     f"{arrow_type}, not numeric; remove it from source.features or cast it")
-            previous = first_types.setdefault(column, (arrow_type, path))
-            if previous[0] != arrow_type and not (
-                    _is_numeric(previous[0]) and _is_numeric(arrow_type)):
-                raise DataError(f"source.features: column {column!r} is {arrow_type} in "
-                                f"{short_name(path)} but {previous[0]} in "
-                                f"{short_name(previous[1])}")
     return features, rows
 
 
@@ -170,8 +169,9 @@ def read_features(path, features, storage_options, dtype="float64"):
 def read_features_from_table(table, features):
     if table.num_rows == 0:
         return np.empty((0, len(features)))
-    return np.column_stack([table.column(c).cast(pa.float64()).to_numpy(zero_copy_only=False)
-                            for c in features])
+    # safe=False: an int64 beyond 2**53 becomes the nearest float64 instead of failing
+    return np.column_stack([table.column(c).cast(pa.float64(), safe=False)
+                            .to_numpy(zero_copy_only=False) for c in features])
 
 
 def _scan_file(path, features, storage_options):
@@ -182,6 +182,9 @@ def _scan_file(path, features, storage_options):
     mean = Xv.mean(axis=0) if len(Xv) else np.zeros(X.shape[1])
     m2 = ((Xv - mean) ** 2).sum(axis=0) if len(Xv) else np.zeros(X.shape[1])
     return {
+        # exact constancy test: a rounded mean makes m2 > 0 for a constant column
+        "min": Xv.min(axis=0) if len(Xv) else np.full(X.shape[1], np.inf),
+        "max": Xv.max(axis=0) if len(Xv) else np.full(X.shape[1], -np.inf),
         "rows": int(X.shape[0]),
         "nan": np.isnan(X).sum(axis=0),
         "inf": np.isinf(X).sum(axis=0),
@@ -192,7 +195,8 @@ def _scan_file(path, features, storage_options):
     }
 
 
-def _read_block(path, features, storage_options, drop, mean, scale, dtype):
+def _read_block(paths, features, storage_options, drop, mean, scale, dtype):
+    (path,) = paths  # a block of the one-chunk-per-file array of paths
     X = read_features(path, features, storage_options)
     if drop:
         X = X[np.isfinite(X).all(axis=1)]
@@ -223,6 +227,10 @@ def load(source, dtype="float64"):
     scans = dask.compute(*[dask.delayed(_scan_file, pure=True)(f, features, so)
                            for f in files])
     drop = source.nan_policy == "drop"
+    for column_index, column in enumerate(features):
+        if all(s["rows"] == s["nan"][column_index] for s in scans):
+            raise DataError(f"source.features: column {column!r} is null in every row; "
+                            "remove it from source.features")
     for path, scan in zip(files, scans):
         bad = [(c, int(n), int(i)) for c, n, i in zip(features, scan["nan"], scan["inf"])
                if n or i]
@@ -230,12 +238,9 @@ def load(source, dtype="float64"):
             column, n_nan, n_inf = bad[0]
             what = f"{n_nan} NaN/null" if n_nan else f"{n_inf} infinite"
             raise DataError(
-                f"{short_name(path)}: column {column!r} has {what} value(s); clean the data "
+                f"{path}: column {column!r} has {what} value(s); clean the data "
                 "or set source.nan_policy: drop")
     valid_rows = [s["valid"] for s in scans]
-    for column_index, column in enumerate(features):
-        if all(s["rows"] == s["nan"][column_index] for s in scans):
-            raise DataError(f"source.features: column {column!r} is null in every row")
     if sum(valid_rows) == 0:
         raise DataError("source.nan_policy: drop removed every row: no row has finite values "
                         "in all features")
@@ -247,19 +252,20 @@ def load(source, dtype="float64"):
     pooled_mean = sum(s["mean"] * s["valid"] for s in scans) / n_valid
     pooled_m2 = sum(s["m2"] + s["valid"] * (s["mean"] - pooled_mean) ** 2 for s in scans)
     variance = pooled_m2 / n_valid
-    constant = [c for c, v in zip(features, variance) if v == 0]
+    lowest = np.min([s["min"] for s in scans], axis=0)
+    highest = np.max([s["max"] for s in scans], axis=0)
+    constant = [c for c, low, high in zip(features, lowest, highest) if low == high]
     if constant and source.standardize:
         raise DataError(f"source.features: column {constant[0]!r} is constant; it cannot be "
                         "standardized: remove it from source.features")
     if source.standardize:
         mean, scale = pooled_mean, np.sqrt(variance)
-    blocks = [
-        da.from_delayed(
-            dask.delayed(_read_block, pure=True)(f, features, so, drop, mean, scale, dtype),
-            shape=(n, len(features)), dtype=np.dtype(dtype))
-        for f, n in zip(files, valid_rows)
-    ]
-    X = da.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]
+    # map_blocks over the paths, not a concatenation of from_delayed pieces: concatenate
+    # drops empty pieces, and chunk i must stay file i
+    paths = da.from_array(np.asarray(files, dtype=object), chunks=1)
+    X = paths.map_blocks(_read_block, features, so, drop, mean, scale, dtype, new_axis=1,
+                         chunks=(tuple(valid_rows), (len(features),)), dtype=np.dtype(dtype),
+                         meta=np.empty((0, 0), dtype=dtype))
     return Dataset(files=files, features=features, passthrough=list(source.passthrough),
                    storage_options=dict(so), nan_policy=source.nan_policy, rows=rows,
                    valid_rows=valid_rows, dtype=dtype, scaler_mean=mean, scaler_scale=scale,
