@@ -1,0 +1,385 @@
+"""Parquet partitions in (file listing, schema checks, one chunk per file), assignments out.
+
+Real Parquet files in tmp_path; dask's default threaded scheduler (no cluster needed).
+"""
+
+import decimal
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import GaussianMixture
+from pipeline.config import Source
+from pipeline.io import DataError, inspect_schema, list_parquet_files, load, write_assignments
+from pipeline.mixture import _kernels
+
+
+def write(path, **columns):
+    """A Parquet file at ``path`` with the given columns (lists or numpy arrays)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def source(path, **options):
+    return Source(path=str(path), **options)
+
+
+def blob_partitions(folder, sizes=(40, 0, 60), seed=0):
+    """Two well-separated blobs split into files ``part.<i>.parquet`` (one may be empty)."""
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    labels = rng.integers(2, size=n)
+    X = rng.standard_normal((n, 2)) + np.array([[0.0, 0.0], [8.0, 8.0]])[labels]
+    bounds = np.cumsum((0, *sizes))
+    for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        write(Path(folder) / f"part.{i}.parquet", id=np.arange(start, stop, dtype=np.int64),
+              name=pa.array([f"row{j}" for j in range(start, stop)], pa.string()),
+              x0=X[start:stop, 0],
+              x1=X[start:stop, 1])
+    return X
+
+
+def read_parts(folder):
+    return [pq.read_table(p) for p in sorted(Path(folder).glob("part.*.parquet"),
+                                             key=lambda p: int(p.name.split(".")[1]))]
+
+
+# ------------------------------------------------------------------ list_parquet_files
+
+
+def test_list_a_single_file(tmp_path):
+    path = write(tmp_path / "one.parquet", x=[1.0, 2.0])
+    assert list_parquet_files(str(path)) == [str(path)]
+
+
+def test_list_a_directory_recursively_sorted_skipping_metadata(tmp_path):
+    data = tmp_path / "data"
+    expected = [write(data / name, x=[1.0]) for name in
+                ("date=2024-01-01/part.0.parquet", "date=2024-01-02/part.0.parquet",
+                 "part.0.parquet", "part.1.parquet", "z.pq")]
+    for name in ("_SUCCESS", "_metadata", "_common_metadata", "notes.txt", ".part.2.parquet",
+                 "_part.3.parquet"):
+        (data / name).write_bytes(b"not data")
+    # folders that writers use for work in progress or checkpoints
+    write(data / "_temporary" / "0" / "part.9.parquet", x=[1.0])
+    write(data / ".staging" / "part.8.parquet", x=[1.0])
+    files = list_parquet_files(str(data))
+    assert files == sorted(str(p) for p in expected)
+
+
+def test_list_a_glob(tmp_path):
+    for i in (2, 0, 1):
+        write(tmp_path / f"part.{i}.parquet", x=[1.0])
+    write(tmp_path / "other.parquet", x=[1.0])
+    (tmp_path / "_part.9.parquet").write_bytes(b"x")
+    files = list_parquet_files(str(tmp_path / "part.*.parquet"))
+    assert files == [str(tmp_path / f"part.{i}.parquet") for i in range(3)]
+
+
+def test_list_a_missing_path_names_it(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(DataError, match="does not exist") as info:
+        list_parquet_files(str(missing))
+    assert str(missing) in str(info.value)
+
+
+@pytest.mark.parametrize("pattern", ["*.parquet", "empty"])
+def test_list_nothing_found_names_the_path(tmp_path, pattern):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "_SUCCESS").write_bytes(b"")
+    with pytest.raises(DataError, match="no Parquet files") as info:
+        list_parquet_files(str(tmp_path / pattern))
+    assert str(tmp_path / pattern) in str(info.value)
+
+
+# ------------------------------------------------------------------ inspect_schema
+
+
+def test_inspect_returns_features_and_rows(tmp_path):
+    a = write(tmp_path / "a.parquet", x=[1.0, 2.0], y=[1, 2])
+    b = write(tmp_path / "b.parquet", x=np.array([3.0], np.float32), y=np.array([4], np.int8))
+    features, rows = inspect_schema(source(tmp_path, features=["y", "x"]), [str(a), str(b)])
+    assert features == ["y", "x"]
+    assert rows == [2, 1]
+
+
+def test_inspect_feature_missing_from_one_partition(tmp_path):
+    a = write(tmp_path / "a.parquet", x=[1.0], y=[2.0])
+    b = write(tmp_path / "b.parquet", x=[1.0])
+    with pytest.raises(DataError) as info:
+        inspect_schema(source(tmp_path, features=["x", "y"]), [str(a), str(b)])
+    message = str(info.value)
+    assert "'y'" in message and str(b) in message and "missing" in message
+
+
+@pytest.mark.parametrize("values, kind", [(["a", "b"], "string"), ([True, False], "bool")])
+def test_inspect_refuses_non_numeric_features(tmp_path, values, kind):
+    path = write(tmp_path / "a.parquet", x=[1.0, 2.0], s=values)
+    with pytest.raises(DataError) as info:
+        inspect_schema(source(tmp_path, features=["x", "s"]), [str(path)])
+    message = str(info.value)
+    assert "'s'" in message and str(path) in message and kind in message
+    assert "not numeric" in message
+
+
+def test_inspect_refuses_a_partition_with_an_incompatible_schema(tmp_path):
+    a = write(tmp_path / "a.parquet", x=[1.0, 2.0])
+    b = write(tmp_path / "b.parquet", x=["1.0", "2.0"])
+    with pytest.raises(DataError) as info:
+        inspect_schema(source(tmp_path, features=["x"]), [str(a), str(b)])
+    assert "'x'" in str(info.value) and str(b) in str(info.value)
+
+
+def test_inspect_accepts_numeric_types_that_differ_between_partitions(tmp_path):
+    a = write(tmp_path / "a.parquet", x=np.array([1, 2], np.int32))
+    b = write(tmp_path / "b.parquet", x=np.array([1.5], np.float64))
+    assert inspect_schema(source(tmp_path, features=["x"]), [str(a), str(b)]) == (["x"], [2, 1])
+
+
+def test_inspect_takes_all_numeric_columns_when_features_are_omitted(tmp_path):
+    path = write(tmp_path / "a.parquet", id=[1, 2], a=[1.0, 2.0], s=["u", "v"], b=[3, 4],
+                 flag=[True, False], c=np.array([1, 2], np.uint16))
+    features, _ = inspect_schema(source(tmp_path, passthrough=["id"]), [str(path)])
+    assert features == ["a", "b", "c"]
+
+
+def test_inspect_without_numeric_columns(tmp_path):
+    path = write(tmp_path / "a.parquet", id=[1, 2], s=["u", "v"])
+    with pytest.raises(DataError, match="no numeric columns") as info:
+        inspect_schema(source(tmp_path, passthrough=["id"]), [str(path)])
+    assert str(path) in str(info.value)
+
+
+def test_inspect_passthrough_missing(tmp_path):
+    a = write(tmp_path / "a.parquet", id=[1], x=[1.0])
+    b = write(tmp_path / "b.parquet", x=[1.0])
+    with pytest.raises(DataError) as info:
+        inspect_schema(source(tmp_path, features=["x"], passthrough=["id"]), [str(a), str(b)])
+    message = str(info.value)
+    assert "source.passthrough" in message and "'id'" in message and str(b) in message
+
+
+# ------------------------------------------------------------------ load
+
+
+def test_load_one_chunk_per_file(tmp_path):
+    X = blob_partitions(tmp_path, sizes=(5, 0, 7, 3))
+    dataset = load(source(tmp_path, features=["x0", "x1"], passthrough=["id"]))
+    assert dataset.files == [str(tmp_path / f"part.{i}.parquet") for i in range(4)]
+    assert dataset.X.chunks == ((5, 0, 7, 3), (2,))
+    assert dataset.rows == dataset.valid_rows == [5, 0, 7, 3]
+    assert dataset.n_rows == 15 and dataset.rows_dropped == 0
+    assert dataset.features == ["x0", "x1"] and dataset.passthrough == ["id"]
+    np.testing.assert_array_equal(dataset.X.compute(), X)
+
+
+def test_load_in_float32(tmp_path):
+    X = blob_partitions(tmp_path, sizes=(5, 7))
+    dataset = load(source(tmp_path, features=["x0", "x1"]), dtype="float32")
+    assert dataset.X.dtype == np.float32
+    result = dataset.X.compute()
+    assert result.dtype == np.float32
+    np.testing.assert_array_equal(result, X.astype(np.float32))
+
+
+def test_load_integer_and_decimal_features(tmp_path):
+    big = 2**53 + 1  # not exactly a float64: loaded as the nearest one, not refused
+    write(tmp_path / "a.parquet", i=np.array([1, big], np.int64),
+          d=pa.array([decimal.Decimal("1.25"), decimal.Decimal("-2.50")]))
+    dataset = load(source(tmp_path, features=["i", "d"]))
+    np.testing.assert_array_equal(dataset.X.compute(), [[1.0, 1.25], [float(big), -2.5]])
+
+
+@pytest.mark.parametrize("bad, what", [(np.nan, "NaN"), (None, "null"), (np.inf, "infinite"),
+                                       (-np.inf, "infinite")])
+def test_load_non_finite_values_fail_naming_file_and_column(tmp_path, bad, what):
+    write(tmp_path / "part.0.parquet", x0=[1.0, 2.0], x1=[1.0, 2.0])
+    bad_file = write(tmp_path / "part.1.parquet", x0=[1.0, 2.0, 3.0], x1=[1.0, bad, 3.0])
+    with pytest.raises(DataError) as info:
+        load(source(tmp_path, features=["x0", "x1"]))
+    message = str(info.value)
+    assert str(bad_file) in message and "'x1'" in message and what in message
+    assert "nan_policy: drop" in message
+
+
+def test_load_drop_excludes_non_finite_rows(tmp_path):
+    write(tmp_path / "part.0.parquet", x0=[1.0, np.nan, 3.0, 4.0], x1=[1.0, 2.0, np.inf, 4.0])
+    write(tmp_path / "part.1.parquet", x0=[5.0, 6.0], x1=[None, 6.0])
+    write(tmp_path / "part.2.parquet", x0=[7.0, 8.0], x1=[7.0, 8.0])
+    dataset = load(source(tmp_path, features=["x0", "x1"], nan_policy="drop"))
+    assert dataset.rows == [4, 2, 2]
+    assert dataset.valid_rows == [2, 1, 2]
+    assert dataset.rows_dropped == 3 and dataset.n_rows == 8
+    assert dataset.X.chunks[0] == (2, 1, 2)
+    np.testing.assert_array_equal(dataset.X.compute(),
+                                  [[1, 1], [4, 4], [6, 6], [7, 7], [8, 8]])
+
+
+def test_load_drop_of_every_row_fails_clearly(tmp_path):
+    write(tmp_path / "part.0.parquet", x0=[1.0, np.nan], x1=[np.nan, 2.0])
+    with pytest.raises(DataError, match="removed every row"):
+        load(source(tmp_path, features=["x0", "x1"], nan_policy="drop"))
+
+
+@pytest.mark.parametrize("nan_policy", ["error", "drop"])
+def test_load_all_null_column_is_named(tmp_path, nan_policy):
+    write(tmp_path / "part.0.parquet", x0=[1.0, 2.0], x1=pa.array([None, None], pa.float64()))
+    write(tmp_path / "part.1.parquet", x0=[3.0], x1=pa.array([np.nan], pa.float64()))
+    with pytest.raises(DataError, match="'x1' is null in every row"):
+        load(source(tmp_path, features=["x0", "x1"], nan_policy=nan_policy))
+
+
+def test_load_input_without_rows_fails(tmp_path):
+    write(tmp_path / "part.0.parquet", x=pa.array([], pa.float64()))
+    write(tmp_path / "part.1.parquet", x=pa.array([], pa.float64()))
+    with pytest.raises(DataError, match="no rows") as info:
+        load(source(tmp_path, features=["x"]))
+    assert "2 file(s)" in str(info.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"PAR1", np.random.default_rng(0).bytes(4096)],
+                         ids=["empty", "magic-only", "random"])
+def test_load_corrupt_file_is_named(tmp_path, content):
+    write(tmp_path / "part.0.parquet", x=[1.0, 2.0])
+    corrupt = tmp_path / "part.1.parquet"
+    corrupt.write_bytes(content)
+    with pytest.raises(DataError, match="not a readable Parquet file") as info:
+        load(source(tmp_path, features=["x"]))
+    assert str(corrupt) in str(info.value)
+
+
+def test_errors_tell_same_named_files_apart(tmp_path):
+    write(tmp_path / "date=1" / "part.0.parquet", x=[1.0, 2.0])
+    bad = write(tmp_path / "date=2" / "part.0.parquet", x=[1.0, np.nan])
+    with pytest.raises(DataError) as info:
+        load(source(tmp_path, features=["x"]))
+    assert str(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("value", [0.0, 0.1, 1e4 + 0.1])
+def test_standardize_constant_column_is_named(tmp_path, value):
+    write(tmp_path / "part.0.parquet", x0=[1.0, 2.0, 3.0], x1=[value] * 3)
+    write(tmp_path / "part.1.parquet", x0=[4.0, 5.0], x1=[value] * 2)
+    with pytest.raises(DataError, match="'x1' is constant"):
+        load(source(tmp_path, features=["x0", "x1"], standardize=True))
+    # without standardize, a constant column is the model's business, not the loader's
+    load(source(tmp_path, features=["x0", "x1"]))
+
+
+def test_standardize_gives_zero_mean_unit_variance(tmp_path):
+    X = blob_partitions(tmp_path, sizes=(30, 0, 50, 20)) * [1.0, 100.0] + [5.0, -3e3]
+    for i, part in enumerate((X[:30], X[30:30], X[30:80], X[80:])):
+        write(tmp_path / f"part.{i}.parquet", x0=part[:, 0], x1=part[:, 1])
+    dataset = load(source(tmp_path, features=["x0", "x1"], standardize=True))
+    Z = dataset.X.compute()
+    np.testing.assert_allclose(Z.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(Z.std(axis=0), 1, rtol=1e-12)
+    np.testing.assert_allclose(dataset.scaler_mean, X.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(dataset.scaler_scale, X.std(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(Z, (X - X.mean(axis=0)) / X.std(axis=0), atol=1e-12)
+
+
+def test_standardize_uses_only_the_kept_rows(tmp_path):
+    write(tmp_path / "part.0.parquet", x=[1.0, np.nan, 3.0, 1e9], y=[1.0, 5.0, 3.0, np.inf])
+    dataset = load(source(tmp_path, features=["x", "y"], standardize=True, nan_policy="drop"))
+    np.testing.assert_allclose(dataset.scaler_mean, [2.0, 2.0])
+    np.testing.assert_allclose(dataset.X.compute(), [[-1.0, -1.0], [1.0, 1.0]])
+
+
+# ------------------------------------------------------------------ write_assignments
+
+
+def fitted_model(X, n_components=2):
+    estimator = GaussianMixture(n_components, random_state=0).fit(X)
+    model = _kernels.prepare_model(estimator.weights_, estimator.means_,
+                                   estimator.precisions_cholesky_, estimator.covariance_type,
+                                   np.dtype("float64"))
+    return estimator, model
+
+
+def test_write_assignments_one_part_per_file(tmp_path):
+    X = blob_partitions(tmp_path / "in", sizes=(40, 0, 60))
+    dataset = load(source(tmp_path / "in", features=["x0", "x1"], passthrough=["id", "name"]))
+    estimator, model = fitted_model(X)
+    results = write_assignments(dataset, model, 2, ["probabilities", "log_density"],
+                                str(tmp_path / "out"))
+    assert [r["part"] for r in results] == ["part.0.parquet", "part.1.parquet", "part.2.parquet"]
+    assert [(r["rows_in"], r["rows_out"], r["rows_dropped"]) for r in results] == [
+        (40, 40, 0), (0, 0, 0), (60, 60, 0)]
+    parts = read_parts(tmp_path / "out" / "assignments")
+    assert len(parts) == 3
+    inputs = [pq.read_table(f) for f in dataset.files]
+    for part, table in zip(parts, inputs):
+        assert part.column_names == ["id", "name", "cluster", "prob_0", "prob_1", "log_density"]
+        assert part.schema.field("cluster").type == pa.int32()
+        assert part.select(["id", "name"]).equals(table.select(["id", "name"]))
+    out = pa.concat_tables(parts)
+    proba = np.column_stack([out.column("prob_0").to_numpy(), out.column("prob_1").to_numpy()])
+    cluster = out.column("cluster").to_numpy()
+    np.testing.assert_array_equal(cluster, proba.argmax(axis=1))
+    np.testing.assert_array_equal(cluster, estimator.predict(X))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(proba, estimator.predict_proba(X), rtol=1e-12)
+    np.testing.assert_allclose(out.column("log_density").to_numpy(),
+                               estimator.score_samples(X), rtol=1e-12)
+    assert sum(r["cluster_counts"][k] for r in results for k in range(2)) == 100
+    assert np.bincount(cluster).tolist() == np.sum([r["cluster_counts"] for r in results],
+                                                   axis=0).tolist()
+
+
+def test_write_assignments_keeps_dropped_rows_with_nulls(tmp_path):
+    folder = tmp_path / "in"
+    X = blob_partitions(folder, sizes=(30, 30))
+    raw = X.copy()
+    raw[[3, 10]] = np.nan
+    raw[40, 1] = np.inf
+    write(folder / "part.0.parquet", id=np.arange(30), x0=raw[:30, 0], x1=raw[:30, 1])
+    write(folder / "part.1.parquet", id=np.arange(30, 60), x0=raw[30:, 0], x1=raw[30:, 1])
+    dataset = load(source(folder, features=["x0", "x1"], passthrough=["id"], nan_policy="drop"))
+    assert dataset.rows_dropped == 3
+    estimator, model = fitted_model(dataset.X.compute())
+    results = write_assignments(dataset, model, 2, ["probabilities", "log_density"],
+                                str(tmp_path / "out"))
+    assert [(r["rows_in"], r["rows_out"], r["rows_dropped"]) for r in results] == [
+        (30, 30, 2), (30, 30, 1)]
+    out = pa.concat_tables(read_parts(tmp_path / "out" / "assignments"))
+    assert out.num_rows == 60
+    assert out.column("id").to_pylist() == list(range(60))
+    dropped = ~np.isfinite(raw).all(axis=1)
+    for name in ("cluster", "prob_0", "prob_1", "log_density"):
+        assert out.column(name).is_null().to_numpy(zero_copy_only=False).tolist() == \
+            dropped.tolist(), name
+    kept = out.filter(pa.array(~dropped))
+    np.testing.assert_array_equal(kept.column("cluster").to_numpy(),
+                                  estimator.predict(raw[~dropped]))
+
+
+@pytest.mark.parametrize("columns, expected", [
+    (["probabilities", "log_density"], ["prob_0", "prob_1", "prob_2", "log_density"]),
+    (["probabilities"], ["prob_0", "prob_1", "prob_2"]),
+    (["log_density"], ["log_density"]),
+    ([], []),
+])
+def test_write_assignments_columns_option(tmp_path, columns, expected):
+    X = blob_partitions(tmp_path / "in", sizes=(30,))
+    dataset = load(source(tmp_path / "in", features=["x0", "x1"], passthrough=["id"]))
+    _, model = fitted_model(X, n_components=3)
+    write_assignments(dataset, model, 3, columns, str(tmp_path / "out"))
+    (part,) = read_parts(tmp_path / "out" / "assignments")
+    assert part.column_names == ["id", "cluster", *expected]
+
+
+def test_write_assignments_applies_the_standardization(tmp_path):
+    X = blob_partitions(tmp_path / "in", sizes=(40, 60))
+    dataset = load(source(tmp_path / "in", features=["x0", "x1"], standardize=True))
+    Z = dataset.X.compute()
+    estimator, model = fitted_model(Z)
+    write_assignments(dataset, model, 2, ["probabilities"], str(tmp_path / "out"))
+    out = pa.concat_tables(read_parts(tmp_path / "out" / "assignments"))
+    np.testing.assert_array_equal(out.column("cluster").to_numpy(), estimator.predict(Z))
+    np.testing.assert_allclose(Z, (X - X.mean(axis=0)) / X.std(axis=0), atol=1e-12)
