@@ -31,14 +31,21 @@ class _DropTracebacks(logging.Filter):
 
 
 def _setup_logging(debug):
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    """Show the library's progress (each EM iteration) on stderr; Prefect logs its own."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+    library = logging.getLogger("pipeline")
+    library.setLevel(logging.INFO)
+    if not any(getattr(h, "_mixlake", False) for h in library.handlers):
+        handler._mixlake = True
+        library.addHandler(handler)
     logging.getLogger("distributed").setLevel(logging.WARNING)
     if not debug:
         for name in ["", *logging.root.manager.loggerDict]:
-            for handler in logging.getLogger(name).handlers:
-                handler.addFilter(_DropTracebacks())
+            for h in logging.getLogger(name).handlers:
+                if not any(isinstance(f, _DropTracebacks) for f in h.filters):
+                    h.addFilter(_DropTracebacks())
 
 
 def _print_summary(summary, stream=sys.stdout):
@@ -146,7 +153,8 @@ def build_parser():
             p.add_argument("config", help="YAML run config")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. model.n_components=5")
-        p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks on errors")
         p.set_defaults(func=func)
         return p
 

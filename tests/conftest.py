@@ -47,3 +47,15 @@ def client1(cluster1):
 
     with Client(cluster1) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """Prefect's own test harness: a temporary server for the whole session."""
+    import flows  # noqa: F401  (analytics off, startup timeout for 2 cores)
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        from prefect.settings import PREFECT_API_URL
+
+        yield PREFECT_API_URL.value()
