@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import posixpath
+import zipfile
 
 import numpy as np
 
@@ -18,8 +19,9 @@ from pipeline.mixture import GaussianMixture, _covariance
 
 FORMAT = "mixlake-model"
 FORMAT_VERSION = 1
+# dtype too: a float32 model predicts in float32, and so must the loaded one
 ESTIMATOR_PARAMS = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                    "init_params", "random_state", "verbose_interval")
+                    "init_params", "random_state", "verbose_interval", "dtype")
 
 
 class ModelFileError(ValueError):
@@ -64,13 +66,21 @@ def save_model(estimator, path, *, features, preprocessing=None, extra=None,
     -------
     model_id : str
     """
+    n_features = int(estimator.means_.shape[1])
+    if len(features) != n_features:
+        raise ValueError(f"features: {len(features)} names given for a model of "
+                         f"{n_features} features")
     arrays = {k: np.asarray(v, np.float64) for k, v in _arrays(estimator).items()}
     if preprocessing:
         arrays["scaler_mean"] = np.asarray(preprocessing["mean"], np.float64)
         arrays["scaler_scale"] = np.asarray(preprocessing["scale"], np.float64)
     params = {k: getattr(estimator, k) for k in ESTIMATOR_PARAMS}
+    params = {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
     if not isinstance(params["random_state"], int | type(None)):
-        params["random_state"] = None
+        params["random_state"] = None  # a RandomState instance: not reproducible from JSON
+    if params["dtype"] is not None:
+        params["dtype"] = np.dtype(params["dtype"]).name
+    names_in = getattr(estimator, "feature_names_in_", None)
     ident = model_id(estimator)
     from pipeline import __version__
 
@@ -81,8 +91,10 @@ def save_model(estimator, path, *, features, preprocessing=None, extra=None,
         "model_id": ident,
         "covariance_type": estimator.covariance_type,
         "n_components": int(estimator.n_components),
-        "n_features": int(estimator.means_.shape[1]),
+        "n_features": n_features,
         "features": list(features),
+        # only when fitted on a DataFrame: otherwise a loaded model would warn on arrays
+        "feature_names_in": None if names_in is None else [str(n) for n in names_in],
         "standardized": bool(preprocessing),
         "params": params,
         "fit": {
@@ -108,6 +120,81 @@ def _fail(path, message):
     raise ModelFileError(f"{path}: {message}")
 
 
+def _read_meta(fs, json_path):
+    try:
+        with fs.open(json_path, "r") as handle:
+            meta = json.loads(handle.read())
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        _fail(json_path, f"not valid JSON ({exc})")
+    if not isinstance(meta, dict):
+        _fail(json_path, "not a mixlake model (the JSON is not an object)")
+    if meta.get("format") != FORMAT:
+        _fail(json_path, f"not a mixlake model (format {meta.get('format')!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        _fail(json_path, f"format_version {meta.get('format_version')!r} is not supported "
+                         f"(this mixlake reads {FORMAT_VERSION}); load it with the mixlake "
+                         f"version that wrote it ({meta.get('mixlake_version')})")
+    for key, kind in (("n_components", int), ("n_features", int), ("covariance_type", str),
+                      ("features", list), ("params", dict), ("fit", dict)):
+        if key not in meta:
+            _fail(json_path, f"{key!r} is missing")
+        value = meta[key]
+        if not isinstance(value, kind) or isinstance(value, bool) or (
+                kind is int and value < 1):
+            _fail(json_path, f"{key!r} is {value!r}, not a valid {kind.__name__}")
+    if meta["covariance_type"] not in _covariance.COVARIANCE_TYPES:
+        _fail(json_path, f"unknown covariance_type {meta['covariance_type']!r}")
+    if len(meta["features"]) != meta["n_features"]:
+        _fail(json_path, f"lists {len(meta['features'])} features but n_features is "
+                         f"{meta['n_features']}")
+    for key in ("n_components", "covariance_type"):
+        if meta["params"].get(key) != meta[key]:
+            _fail(json_path, f"params.{key} ({meta['params'].get(key)!r}) differs from "
+                             f"{key} ({meta[key]!r})")
+    missing = {"converged", "n_iter", "lower_bound", "lower_bounds"} - set(meta["fit"])
+    if missing:
+        _fail(json_path, f"fit: {sorted(missing)} missing")
+    return meta
+
+
+def _read_arrays(fs, npz_path):
+    try:
+        with fs.open(npz_path, "rb") as handle:
+            npz = np.load(io.BytesIO(handle.read()), allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            _fail(npz_path, "not an .npz archive of named arrays")
+        with npz:
+            return {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        _fail(npz_path, f"not a readable .npz without pickle ({exc})")
+
+
+def _check_arrays(npz_path, arrays, covariance_type):
+    """Values a predicting model relies on: finite, a distribution, positive-definite."""
+    weights = arrays["weights"]
+    if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
+        _fail(npz_path, "weights must be non-negative and sum to 1")
+    chol = arrays["precisions_cholesky"]
+    matrices = covariance_type in ("full", "tied")
+    diagonal = np.diagonal(chol, axis1=-2, axis2=-1) if matrices else chol
+    if np.any(diagonal <= 0):
+        _fail(npz_path, "precisions_cholesky is not the factor of a positive-definite "
+                        "precision (non-positive diagonal)")
+    if matrices and np.any(np.tril(chol, -1) != 0):
+        _fail(npz_path, "precisions_cholesky is not upper triangular, so not a Cholesky "
+                        "factor of the precision")
+    covariances = arrays["covariances"]
+    try:
+        if matrices:
+            np.linalg.cholesky(covariances)
+        elif np.any(covariances <= 0):
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        _fail(npz_path, "array 'covariances' is not positive-definite")
+    if "scaler_scale" in arrays and np.any(arrays["scaler_scale"] <= 0):
+        _fail(npz_path, "array 'scaler_scale' must be positive")
+
+
 def load_model(path, storage_options=None):
     """Read a model folder written by :func:`save_model`.
 
@@ -124,25 +211,10 @@ def load_model(path, storage_options=None):
     for p in (json_path, npz_path):
         if not fs.exists(p):
             _fail(p, "missing; point to a model folder written by a mixlake fit run")
-    try:
-        with fs.open(json_path, "r") as handle:
-            meta = json.loads(handle.read())
-    except json.JSONDecodeError as exc:
-        _fail(json_path, f"not valid JSON ({exc})")
-    if meta.get("format") != FORMAT:
-        _fail(json_path, f"not a mixlake model (format {meta.get('format')!r})")
-    try:
-        with fs.open(npz_path, "rb") as handle:
-            with np.load(io.BytesIO(handle.read()), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError) as exc:
-        _fail(npz_path, f"not a readable .npz without pickle ({exc})")
-    covariance_type = meta.get("covariance_type")
-    if covariance_type not in _covariance.COVARIANCE_TYPES:
-        _fail(json_path, f"unknown covariance_type {covariance_type!r}")
-    K, D = int(meta["n_components"]), int(meta["n_features"])
-    if len(meta.get("features", [])) != D:
-        _fail(json_path, f"lists {len(meta.get('features', []))} features but n_features is {D}")
+    meta = _read_meta(fs, json_path)
+    arrays = _read_arrays(fs, npz_path)
+    covariance_type = meta["covariance_type"]
+    K, D = meta["n_components"], meta["n_features"]
     expected = {
         "weights": (K,),
         "means": (K, D),
@@ -154,22 +226,21 @@ def load_model(path, storage_options=None):
     for name, shape in expected.items():
         if name not in arrays:
             _fail(npz_path, f"array {name!r} is missing")
+        if arrays[name].dtype.kind not in "fiu":
+            _fail(npz_path, f"array {name!r} has dtype {arrays[name].dtype}, expected float64")
         if arrays[name].shape != shape:
             _fail(npz_path, f"array {name!r} has shape {arrays[name].shape}, expected {shape}")
+        arrays[name] = arrays[name].astype(np.float64, copy=False)
         if not np.all(np.isfinite(arrays[name])):
             _fail(npz_path, f"array {name!r} contains NaN or inf")
-    weights = arrays["weights"]
-    if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
-        _fail(npz_path, "weights must be non-negative and sum to 1")
-    chol = arrays["precisions_cholesky"]
-    diagonal = (np.diagonal(chol, axis1=-2, axis2=-1) if covariance_type in ("full", "tied")
-                else chol)
-    if np.any(diagonal <= 0):
-        _fail(npz_path, "precisions_cholesky is not the factor of a positive-definite "
-                        "precision (non-positive diagonal)")
-    estimator = GaussianMixture(**meta["params"])
+    _check_arrays(npz_path, arrays, covariance_type)
+    try:
+        estimator = GaussianMixture(**meta["params"])
+    except TypeError as exc:
+        _fail(json_path, f"params: {exc}")
     estimator.n_features_in_ = D
-    estimator.feature_names_in_ = np.asarray(meta["features"], dtype=object)
+    if meta.get("feature_names_in") is not None:
+        estimator.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
     estimator._set_parameters((arrays["weights"], arrays["means"], arrays["covariances"],
                                arrays["precisions_cholesky"]))
     estimator.converged_ = meta["fit"]["converged"]
