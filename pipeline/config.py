@@ -287,8 +287,19 @@ class RunConfig(_Section):
     score: Score | None = None
 
     def config_hash(self):
-        """sha256 of the canonical JSON of the resolved config (first 16 hex digits)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """sha256 of what determines the results (first 16 hex digits).
+
+        The source, the model grid (component counts normalised, so ``5`` and ``[5]``
+        agree) and the output's path and columns. Not the cluster, the schedule, the
+        output mode or the name: the model is bit-for-bit the same on any number of
+        workers, so changing them must not invalidate a complete run or a checkpoint.
+        """
+        dumped = self.model_dump(mode="json")
+        model = dict(dumped["model"], n_components=self.model.component_counts(),
+                     covariance_type=self.model.covariance_types())
+        output = {k: dumped["output"][k] for k in ("path", "columns")}
+        canonical = json.dumps({"source": dumped["source"], "model": model, "output": output,
+                                "score": dumped["score"]}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

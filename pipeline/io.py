@@ -9,6 +9,7 @@ column selection on a DataFrame may merge partitions and misalign them).
 
 import logging
 import posixpath
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,15 +45,20 @@ def _is_data_file(name, base):
         part.startswith(("_", ".")) for part in parts)
 
 
+def natural_key(path):
+    """Sort key that puts part.2 before part.10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
 def list_parquet_files(path, storage_options=None):
     """Sorted Parquet files under a file, a directory (recursively) or a glob."""
     fs, root = filesystem(path, storage_options)
     if any(ch in root for ch in "*?["):
         base = root[:min(root.find(ch) for ch in "*?[" if ch in root)].rpartition("/")[0]
         found = [f for f in fs.glob(root) if fs.isfile(f)]
-        files = sorted(f for f in found if _is_data_file(f, base))
+        files = sorted((f for f in found if _is_data_file(f, base)), key=natural_key)
     elif fs.isdir(root):
-        files = sorted(f for f in fs.find(root) if _is_data_file(f, root))
+        files = sorted((f for f in fs.find(root) if _is_data_file(f, root)), key=natural_key)
     elif fs.exists(root):
         files = [root]
     else:
@@ -323,7 +329,7 @@ def _write_part(index, path, features, passthrough, storage_options, model, n_co
     with fs.open(part, "wb") as handle:
         pq.write_table(out, handle)
     labels = out.column("cluster").drop_null().to_numpy()
-    return {"file": short_name(path), "part": f"part.{index}.parquet",
+    return {"file": str(path), "part": f"part.{index}.parquet",
             "rows_in": int(table.num_rows), "rows_out": int(out.num_rows),
             "rows_dropped": int(out.column("cluster").null_count),
             "cluster_counts": np.bincount(labels, minlength=n_components).tolist()}

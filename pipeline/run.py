@@ -255,9 +255,9 @@ def score_to_staging(config, model_path, run_id):
     try:
         with connect(config.cluster):
             files = io.list_parquet_files(config.source.path, config.source.storage_options)
-            source = config.source
-            if source.features is None:
-                source = source.model_copy(update={"features": meta["features"]})
+            # the model's own features and scaler, never the score config's standardize
+            source = config.source.model_copy(update={
+                "features": config.source.features or meta["features"], "standardize": False})
             features, _ = io.inspect_schema(source, files)
             if list(features) != list(meta["features"]):
                 raise io.DataError(
@@ -271,7 +271,8 @@ def score_to_staging(config, model_path, run_id):
             os.makedirs(_strip(staging), exist_ok=False)
             model = _kernels.prepare_model(estimator.weights_, estimator.means_,
                                            estimator.precisions_cholesky_,
-                                           estimator.covariance_type, np.dtype("float64"))
+                                           estimator.covariance_type,
+                                           np.dtype(estimator.dtype or "float64"))
             partitions = io.write_assignments(dataset, model, estimator.n_components,
                                               config.output.columns, staging)
         manifest = {

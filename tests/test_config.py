@@ -332,6 +332,30 @@ def test_config_hash_changes_with_a_value(section, key, value):
     assert parse_config(changed).config_hash() != parse_config(HASH_CONFIG).config_hash()
 
 
+@pytest.mark.parametrize("section, key, value", [
+    ("cluster", "n_workers", 8),
+    ("cluster", "address", "tcp://scheduler:8786"),
+    ("schedule", "cron", "0 3 * * *"),
+    ("output", "mode", "error"),
+    ("name", None, "renamed"),
+])
+def test_config_hash_ignores_what_does_not_change_results(section, key, value):
+    changed = copy.deepcopy(HASH_CONFIG)
+    if key is None:
+        changed[section] = value
+    else:
+        changed.setdefault(section, {})[key] = value
+    assert parse_config(changed).config_hash() == parse_config(HASH_CONFIG).config_hash()
+
+
+def test_config_hash_normalises_the_grid():
+    one = copy.deepcopy(HASH_CONFIG)
+    one["model"].update(n_components=5, covariance_type="full")
+    listed = copy.deepcopy(HASH_CONFIG)
+    listed["model"].update(n_components=[5], covariance_type=["full"])
+    assert parse_config(one).config_hash() == parse_config(listed).config_hash()
+
+
 # ------------------------------------------------------------------ secrets
 
 

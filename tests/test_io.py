@@ -72,6 +72,13 @@ def test_list_a_directory_recursively_sorted_skipping_metadata(tmp_path):
     assert files == sorted(str(p) for p in expected)
 
 
+def test_listing_sorts_numbers_naturally(tmp_path):
+    for i in (10, 2, 1, 0):
+        write(tmp_path / f"part.{i}.parquet", x=[1.0])
+    names = [Path(f).name for f in list_parquet_files(str(tmp_path))]
+    assert names == ["part.0.parquet", "part.1.parquet", "part.2.parquet", "part.10.parquet"]
+
+
 def test_list_a_glob(tmp_path):
     for i in (2, 0, 1):
         write(tmp_path / f"part.{i}.parquet", x=[1.0])
