@@ -23,8 +23,8 @@ def fit_to_staging(config: dict, run_id: str) -> dict:
 
 
 @task(name="publish", **IO_RETRIES)
-def publish(config: dict, staging: str, run_id: str) -> str:
-    return run.publish(parse_config(config), staging, run_id)
+def publish(config: dict, run_id: str, manifest: dict) -> str:
+    return run.publish(parse_config(config), run_id, manifest)
 
 
 def _publish_artifacts(summary):
@@ -50,9 +50,9 @@ def fit_flow(config_path: str, overrides: list[str] | None = None) -> dict:
         return {"run_id": run_id, "skipped": True, "output": config.output.path}
     summary = fit_to_staging(resolved, run_id)
     try:
-        publish(resolved, summary["staging"], run_id)
+        publish(resolved, run_id, summary["manifest"])
     except BaseException:
-        run.discard(summary["staging"])
+        run.discard(parse_config(resolved), run_id)
         raise
     _publish_artifacts(summary)
     return summary

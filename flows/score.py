@@ -16,13 +16,12 @@ def check_output(config: dict) -> str:
 
 @task(name="score")
 def score_to_staging(config: dict, run_id: str) -> dict:
-    parsed = parse_config(config)
-    return run.score_to_staging(parsed, parsed.score.model_path, run_id)
+    return run.score_to_staging(parse_config(config), run_id)
 
 
 @task(name="publish", **IO_RETRIES)
-def publish(config: dict, staging: str, run_id: str) -> str:
-    return run.publish(parse_config(config), staging, run_id)
+def publish(config: dict, run_id: str, manifest: dict) -> str:
+    return run.publish(parse_config(config), run_id, manifest)
 
 
 @flow(name="mixlake-score", log_prints=True)
@@ -38,9 +37,9 @@ def score_flow(config_path: str, overrides: list[str] | None = None) -> dict:
         return {"run_id": run_id, "skipped": True, "output": config.output.path}
     summary = score_to_staging(resolved, run_id)
     try:
-        publish(resolved, summary["staging"], run_id)
+        publish(resolved, run_id, summary["manifest"])
     except BaseException:
-        run.discard(summary["staging"])
+        run.discard(parse_config(resolved), run_id)
         raise
     print(f"scored {summary['rows_out']} rows with model {summary['model_id']} into "
           f"{config.output.path}")
