@@ -19,12 +19,14 @@ class InvalidParameterError(ValueError, TypeError):
     """A constructor parameter has a wrong type or value (as sklearn's)."""
 
 
+# bool is an Integral and a Real: sklearn's Interval constraints accept True and False
+# (n_init=True fits one initialisation there), so they are accepted here too.
 def _is_int(v):
-    return isinstance(v, Integral) and not isinstance(v, bool | np.bool_)
+    return isinstance(v, Integral)
 
 
 def _is_real(v):
-    return isinstance(v, Real) and not isinstance(v, bool | np.bool_)
+    return isinstance(v, Real)
 
 
 def _int_range(low):

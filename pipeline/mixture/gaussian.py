@@ -40,6 +40,24 @@ def _is_dask_dataframe(X):
     return is_dask_collection(X) and hasattr(X, "columns")
 
 
+def _check_finite(n_nan, n_inf, dtype):
+    """Raise sklearn's error for NaN or infinite values (NaN takes precedence, as there)."""
+    if n_nan:
+        raise ValueError(NAN_MESSAGE)
+    if n_inf:
+        raise ValueError(f"Input X contains infinity or a value too large for {dtype!r}.")
+
+
+def _finite_block(X, model, kernel):
+    """``kernel`` on one block of dask input, after the finiteness check sklearn makes.
+
+    sklearn checks the whole of X before predicting; a lazy prediction checks each
+    block as it is computed, so NaN fails the same way instead of giving label 0.
+    """
+    _check_finite(np.isnan(X).any(), np.isinf(X).any(), X.dtype)
+    return kernel(X, model)
+
+
 class GaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM, on numpy arrays or on dask arrays across a cluster.
 
@@ -151,28 +169,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _validate_dask(self, X, reset):
         """Shape, dtype and feature checks for dask input (values are checked in a pass)."""
-        if _is_dask_dataframe(X):
-            names = np.asarray([str(c) for c in X.columns], dtype=object)
-            all_str = all(isinstance(c, str) for c in X.columns)
-            X = X.to_dask_array(lengths=True)
-            if reset:
-                if all_str:
-                    self.feature_names_in_ = names
-                elif hasattr(self, "feature_names_in_"):
-                    del self.feature_names_in_
-            elif hasattr(self, "feature_names_in_") and list(names) != list(
-                    self.feature_names_in_):
-                raise ValueError(
-                    "The feature names should match those that were passed during fit.\n"
-                    f"Feature names seen at fit time: {list(self.feature_names_in_)}\n"
-                    f"Feature names passed now: {list(names)}")
-        elif reset and hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
         if X.ndim != 2:
             raise ValueError(
                 f"Expected 2D array, got {X.ndim}D array instead. Reshape your data either "
                 "using array.reshape(-1, 1) if your data has a single feature or "
                 "array.reshape(1, -1) if it contains a single sample.")
+        # sklearn's own checks of feature names and n_features, so that every mismatch
+        # (and the fitted-with/without-names warnings) reads as sklearn's; a dask
+        # DataFrame is checked through its empty pandas meta, so nothing is computed.
+        if _is_dask_dataframe(X):
+            validate_data(self, X._meta, reset=reset, skip_check_array=True)
+            X = X.to_dask_array(lengths=True)
+        else:
+            validate_data(self, X, reset=reset, skip_check_array=True)
         if any(math.isnan(c) for c in X.chunks[0]):
             logger.info("dask input has unknown chunk sizes: computing them (one pass)")
             X = X.compute_chunk_sizes()
@@ -189,10 +198,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 raise ValueError(
                     f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 "
                     "is required by GaussianMixture.")
-            self.n_features_in_ = n_features
-        elif n_features != self.n_features_in_:
-            raise ValueError(f"X has {n_features} features, but GaussianMixture is expecting "
-                             f"{self.n_features_in_} features as input.")
         dtype = self._compute_dtype(X.dtype)
         return X.astype(dtype) if X.dtype != dtype else X
 
@@ -233,13 +238,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         n_init = self.n_init if do_init else 1
         random_state = check_random_state(self.random_state)
 
+        # Also on a warm start: dask input is only checked for NaN and inf here, and
+        # a NaN would otherwise surface as an "ill-defined covariance" error.
+        describe = data.reduce(_kernels.describe_chunk, _kernels.combine_describe)
+        _check_finite(describe["n_nan"], describe["n_inf"], dtype)
         if do_init:
-            describe = data.reduce(_kernels.describe_chunk, _kernels.combine_describe)
-            if describe["n_nan"]:
-                raise ValueError(NAN_MESSAGE)
-            if describe["n_inf"]:
-                raise ValueError(
-                    f"Input X contains infinity or a value too large for {dtype!r}.")
             seeds = [int(random_state.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
             jobs = [InitJob(self.n_components, self.covariance_type, self.init_params, seed,
                             self.reg_covar, weights_init, means_init, precisions_init)
@@ -276,6 +279,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
+                stacklevel=3,  # the user's fit / fit_predict call
             )
         self._set_parameters(best.parameters())
         self.n_iter_ = best.n_iter if self.max_iter > 0 else 0
@@ -335,10 +339,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return kernel(X, model)
         X = X.rechunk({1: -1})
         if kind == "proba":
-            return X.map_blocks(kernel, model, dtype=X.dtype,
+            return X.map_blocks(_finite_block, model, kernel, dtype=X.dtype,
                                 chunks=(X.chunks[0], (self.n_components,)))
         dtype = np.int64 if kind == "labels" else X.dtype
-        return X.map_blocks(kernel, model, dtype=dtype, drop_axis=1)
+        return X.map_blocks(_finite_block, model, kernel, dtype=dtype, drop_axis=1)
 
     def predict(self, X):
         """Predict the most probable component of each row.
