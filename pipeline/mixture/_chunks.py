@@ -22,7 +22,7 @@ PERSIST_MEMORY_FRACTION = 0.5
 
 
 def is_dask_collection(X):
-    return hasattr(X, "__dask_graph__") and callable(getattr(X, "__dask_graph__"))
+    return hasattr(X, "__dask_graph__") and callable(X.__dask_graph__)
 
 
 def _distributed_client():

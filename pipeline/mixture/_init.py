@@ -57,9 +57,9 @@ def _cost_chunk(X, centers_list, shift):
 def _sample_chunk(X, index, centers_list, shift, costs, oversampling, seeds, step):
     mins = _kernels.min_sq_distance_chunk(X, centers_list, shift)
     picked = []
-    for d2, cost, l, seed in zip(mins, costs, oversampling, seeds):
+    for d2, cost, factor, seed in zip(mins, costs, oversampling, seeds):
         u = _rng(seed, step, index).uniform(size=d2.shape[0])
-        p = l * d2 / cost if cost > 0 else np.zeros_like(d2)
+        p = factor * d2 / cost if cost > 0 else np.zeros_like(d2)
         picked.append(np.flatnonzero(u < p))
     return picked
 
@@ -143,7 +143,9 @@ def kmeans_centers(data, specs, describe):
         km = KMeans(n_clusters=k, n_init=1, random_state=seed % (2**32))
         centers.append(km.fit(cand, sample_weight=np.maximum(weight, 1e-12)).cluster_centers_)
     active = list(range(len(specs)))
-    for iteration in range(1, KMEANS_MAX_ITER + 1):
+    n_lloyd = 0
+    while active and n_lloyd < KMEANS_MAX_ITER:
+        n_lloyd += 1
         result = data.reduce(_kernels.lloyd_chunk, _kernels.combine_sums,
                              [centers[j] for j in active], shift)
         still = []
@@ -156,9 +158,7 @@ def kmeans_centers(data, specs, describe):
             if moved > tol:
                 still.append(j)
         active = still
-        if not active:
-            break
-    logger.debug("k-means: %d Lloyd passes for %d specs", iteration, len(specs))
+    logger.debug("k-means: %d Lloyd passes for %d specs", n_lloyd, len(specs))
     return centers
 
 
