@@ -8,6 +8,7 @@ import pytest
 from numpy.testing import assert_allclose
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from pipeline.mixture import GaussianMixture
 
@@ -114,3 +115,21 @@ def test_n_init_restarts_advance_in_lock_step():
     # one pass for NaN/inf, one for the random responsibilities, one per iteration,
     # however many restarts
     assert one.n_passes_ == four.n_passes_ == 1 + 1 + 5
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+def test_fewer_distinct_rows_than_components_fit_as_in_sklearn(client2, init_params, kind):
+    # two distinct rows, three components: sklearn fits (reg_covar keeps the
+    # covariances definite); k-means++ used to fail here once every row sat on a center
+    rows = np.random.default_rng(0).normal(size=(2, 2))
+    X = np.repeat(rows, 10, axis=0)
+    data = X if kind == "numpy" else da.from_array(X, chunks=(7, -1))
+    with warnings.catch_warnings():
+        # "Number of distinct clusters (2) found smaller than n_clusters (3)"
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        SkGaussianMixture(3, init_params=init_params, random_state=0).fit(X)
+        model = GaussianMixture(3, init_params=init_params, random_state=0).fit(data)
+    assert np.all(np.isfinite(model.means_)) and np.all(np.isfinite(model.covariances_))
+    assert_allclose(model.weights_.sum(), 1.0)
+    assert np.isfinite(model.score(X))

@@ -191,8 +191,11 @@ def kmeanspp_indices(data, specs, describe):
             idx = _global_indices(data, [chunk[a][1] for chunk in per_chunk])
             order = np.argsort(-keys, kind="stable")[: n_trials[a]]
             if not np.isfinite(keys[order]).any():
-                # every row sits on a center already: fall back to uniform draws
-                idx = _rng(seeds[j], c, -1).choice(n, size=n_trials[a], replace=False)
+                # every row sits on a center already: fall back to uniform draws. The
+                # stream is (seed, step, n_chunks), next to the per-chunk ones; a -1 in
+                # the key made default_rng raise "expected non-negative integer".
+                idx = _rng(seeds[j], c, data.n_chunks).choice(n, size=n_trials[a],
+                                                              replace=False)
                 order = np.arange(n_trials[a])
             trial_idx.append(idx[order])
         trial_rows = data.take(np.concatenate(trial_idx))
