@@ -15,7 +15,7 @@ from numpy.testing import assert_allclose
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
-from pipeline.mixture import GaussianMixture
+from pipeline.mixture import GaussianMixture, _chunks
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 N_SAMPLES, N_FEATURES, N_COMPONENTS = 3000, 3, 3
@@ -117,6 +117,14 @@ def test_agrees_with_sklearn_from_the_same_start(request, covariance_type, layou
     _assert_agree(ours, reference)
     assert_allclose(ours.bic(X), reference.bic(_blobs()), rtol=1e-6)
     assert_allclose(ours.aic(X), reference.aic(_blobs()), rtol=1e-6)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_agrees_with_sklearn_on_numpy_input_of_several_chunks(monkeypatch, covariance_type):
+    # numpy input is cut into NUMPY_CHUNK_ROWS-row chunks and tree-reduced like dask's
+    monkeypatch.setattr(_chunks, "NUMPY_CHUNK_ROWS", 700)
+    ours = _fit(covariance_type, _blobs(), split_every=2)
+    _assert_agree(ours, _reference(covariance_type))
 
 
 # ------------------------------------------------------ data far from the origin
