@@ -19,6 +19,7 @@ from numpy.testing import assert_allclose
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from pipeline.mixture import GaussianMixture
 
@@ -585,3 +586,11 @@ def test_logger_reports_each_iteration(blobs, caplog):
     assert len(records) == model.n_iter_ >= 2
     assert all(r.levelno == logging.INFO for r in records)
     assert "log-likelihood" in records[-1].getMessage()
+
+
+# ------------------------------------------------------------ sklearn's estimator checks
+
+
+@parametrize_with_checks([GaussianMixture(random_state=0)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
