@@ -15,6 +15,7 @@ scikit-learn's ``n_init`` does.
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,15 +87,30 @@ def _estimator_for(candidate, settings):
 
 
 def _initialize_each(data, jobs, describe, eps, candidates):
-    """Initialise all jobs together; if one fails, retry one by one and record failures."""
-    try:
-        return initialize(data, jobs, describe, eps)
-    except ValueError:
-        logger.warning("an initialisation failed; retrying the candidates one by one")
+    """Initialise all jobs together; if one fails, retry one by one and record failures.
+
+    Warnings of the initialisation (k-means finding fewer distinct points than clusters)
+    are logged: a candidate that cannot be fitted is recorded with its error instead.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return initialize(data, jobs, describe, eps)
+        except ValueError:
+            logger.warning("an initialisation failed; retrying the candidates one by one")
+        finally:
+            for message in {str(w.message) for w in caught}:
+                logger.warning("initialisation: %s", message)
+    return _initialize_one_by_one(data, jobs, describe, eps, candidates)
+
+
+def _initialize_one_by_one(data, jobs, describe, eps, candidates):
     params = []
     for job, candidate in zip(jobs, candidates):
         try:
-            params.append(initialize(data, [job], describe, eps)[0])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                params.append(initialize(data, [job], describe, eps)[0])
         except ValueError as exc:
             candidate.error = f"initialisation: {exc}"
             params.append(None)

@@ -52,8 +52,9 @@ def client1(cluster1):
 @pytest.fixture(scope="session")
 def prefect_harness():
     """Prefect's own test harness: a temporary server for the whole session."""
-    import flows  # noqa: F401  (analytics off, startup timeout for 2 cores)
     from prefect.testing.utilities import prefect_test_harness
+
+    import flows  # noqa: F401  (analytics off, startup timeout for 2 cores)
 
     with prefect_test_harness(server_startup_timeout=120):
         from prefect.settings import PREFECT_API_URL

@@ -74,9 +74,10 @@ def test_bic_picks_the_true_number_of_components(blobs):
 
 
 def test_a_failing_candidate_is_recorded_and_the_others_go_on():
-    rng = np.random.default_rng(0)
-    # 5 distinct rows repeated: 8 components cannot all get a covariance without reg_covar
-    X = np.repeat(rng.normal(size=(5, 2)), 40, axis=0)
+    # two far-apart triangles (6 distinct rows) repeated: 2 components fit, 8 cannot all
+    # get a covariance without reg_covar
+    triangle = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    X = np.repeat(np.vstack([triangle, triangle + 20]), 40, axis=0)
     result = select(X, n_components=[2, 8, 300], covariance_types=["full"], random_state=0,
                     reg_covar=0.0)
     by_k = {c.n_components: c for c in result.candidates}
