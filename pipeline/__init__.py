@@ -1,6 +1,14 @@
 """mixlake: Gaussian-mixture clustering for the data lake, on Dask."""
 
-from pipeline.mixture import GaussianMixture
-
 __version__ = "0.1.0"
 __all__ = ["GaussianMixture", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy, so that dask workers running a kernel or a Parquet read import numpy and
+    # pyarrow only, not scikit-learn and scipy (~110 MB per worker process).
+    if name == "GaussianMixture":
+        from pipeline.mixture.gaussian import GaussianMixture
+
+        return GaussianMixture
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -167,9 +167,36 @@ def inspect_schema(source, files):
 
 
 def read_features(path, features, storage_options, dtype="float64"):
-    """The feature columns of one file as a float array (nulls become NaN)."""
-    table = _read_table(path, features, storage_options)
-    return read_features_from_table(table, features).astype(dtype, copy=False)
+    """The feature columns of one file as a float array (nulls become NaN).
+
+    Columns are read one at a time into the output array, so a worker streaming a
+    partition holds the array plus one column, not a whole Arrow table besides it.
+    """
+    fs, root = filesystem(path, storage_options)
+    try:
+        with fs.open(root, "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            X = np.empty((parquet.metadata.num_rows, len(features)), dtype=dtype)
+            for j, column in enumerate(features):
+                table = parquet.read(columns=[column])
+                if table.num_rows:
+                    X[:, j] = read_features_from_table(table, [column])[:, 0]
+                del table
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc}); "
+                        "replace or remove the file") from None
+    finally:
+        release_arrow_memory()
+    return X
+
+
+def release_arrow_memory():
+    """Give Arrow's freed buffers back to the OS.
+
+    Arrow's allocator keeps freed memory for reuse; on a worker streaming partitions that
+    shows up as unmanaged memory growing until dask pauses the worker.
+    """
+    pa.default_memory_pool().release_unused()
 
 
 def read_features_from_table(table, features):
@@ -329,10 +356,13 @@ def _write_part(index, path, features, passthrough, storage_options, model, n_co
     with fs.open(part, "wb") as handle:
         pq.write_table(out, handle)
     labels = out.column("cluster").drop_null().to_numpy()
-    return {"file": str(path), "part": f"part.{index}.parquet",
-            "rows_in": int(table.num_rows), "rows_out": int(out.num_rows),
-            "rows_dropped": int(out.column("cluster").null_count),
-            "cluster_counts": np.bincount(labels, minlength=n_components).tolist()}
+    result = {"file": str(path), "part": f"part.{index}.parquet",
+              "rows_in": int(table.num_rows), "rows_out": int(out.num_rows),
+              "rows_dropped": int(out.column("cluster").null_count),
+              "cluster_counts": np.bincount(labels, minlength=n_components).tolist()}
+    del table, out
+    release_arrow_memory()
+    return result
 
 
 def write_assignments(dataset, model, n_components, columns, target, target_options=None):

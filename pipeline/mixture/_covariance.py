@@ -15,7 +15,6 @@ Statistics of one model (a dict of float64 arrays)::
 """
 
 import numpy as np
-from scipy import linalg
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -123,6 +122,8 @@ def _error_message(float32):
 
 
 def _inverse_cholesky(covariance, float32):
+    from scipy import linalg  # client-side only: the workers' kernels never need scipy
+
     try:
         cov_chol = linalg.cholesky(covariance, lower=True)
     except linalg.LinAlgError:
@@ -171,6 +172,8 @@ def _flipudlr(a):
 
 def precision_cholesky_from_precisions(precisions, covariance_type):
     """The upper-triangular factor U with precision = U U^T (sklearn #26415)."""
+    from scipy import linalg
+
     precisions = np.asarray(precisions, dtype=np.float64)
     if covariance_type == "full":
         return np.stack([_flipudlr(linalg.cholesky(_flipudlr(p), lower=True)) for p in precisions])
