@@ -5,8 +5,35 @@ Nothing here knows about dask. Every function takes a 2-D block ``X`` of shape
 :func:`prepare_model`, and returns arrays whose size does not depend on n_rows
 (reductions) or one row of output per row of input (predictions).
 
-Rows are processed in sub-blocks so that the (n_components, rows, n_features)
-temporaries stay cache-sized, whatever the chunk size.
+How an EM pass is computed (see benchmarks/RESULTS.md for the profile behind it).
+Rows are taken in sub-blocks of a few hundred to a few thousand rows, transposed to
+features x rows so that every elementwise step runs along contiguous rows, and the
+per-component work is done by a few large matrix products per sub-block instead of a
+loop over components:
+
+- E-step, whitening form (``full``, and any type whose components sit far from the
+  common center): ``Y = W @ [x - center; 1]`` with ``W`` the K precision Cholesky
+  factors stacked, ``-P_k^T offset_k`` in the last column. ``Y`` holds every
+  component's whitened difference; squared and summed over features it gives the
+  squared Mahalanobis distances, shape (K, rows). No (K, rows, D) difference array.
+- E-step, expanded form (``tied``, ``diag``, ``spherical``, in float64): the distance
+  is a quadratic in features of the row (``[x; x^2; 1]``, or ``[z; |z|^2; 1]`` with
+  ``z = P^T x`` for ``tied``), so one (K, F) x (F, rows) product gives it. Expanding
+  costs digits in proportion to the squared whitened distance between a component and
+  the center; :func:`prepare_model` uses it only while that loses at most ~1e-10 of a
+  log-density, and the whitening form otherwise.
+- Statistics of full/tied: ``G = [r_k (x - shift_k); r_k]`` stacked over components,
+  times ``[x - center; 1]^T``: one (K (D+1), rows) x (rows, D+1) product gives
+  ``n_k``, ``s_k`` and ``sum r (x - shift_k)(x - center)^T``, from which
+  ``S_k = sum r (x - shift_k)(x - shift_k)^T`` follows exactly (it is that sum minus
+  ``s_k offset_k^T``: no second moment about the center is ever formed, so rounding
+  grows with the distance to the center, not its square).
+- Statistics of diag/spherical: moments about the center in float64 when the
+  expanded form is used (then shifted to each component on the chunk's totals),
+  otherwise the same stacked differences as full, reduced elementwise.
+
+Each sub-block's sums are in the compute dtype over at most ``_MAX_BLOCK_ROWS`` rows
+and are accumulated over sub-blocks and chunks in float64.
 """
 
 import math
@@ -15,16 +42,73 @@ import numpy as np
 
 from pipeline.mixture import _covariance
 
-# Elements of the (K, rows, D) temporaries per sub-block: 2**20 float64 = 8 MiB.
-_BLOCK_ELEMENTS = 2**20
+# Elements of the largest per-sub-block temporary (K (D+1) x rows): 2**18 float64 is
+# 2 MiB. Measured (RESULTS.md): 2**16 costs 10-15% more time per row (the products
+# get short), 2**19 no less; a sub-block's whole working set stays at a few MiB.
+_BLOCK_ELEMENTS = 2**18
+_MIN_BLOCK_ROWS = 128
+# Bounds the rows summed in float32 before the sum is added to a float64 total.
+_MAX_BLOCK_ROWS = 2048
+# The expanded (quadratic-feature) E-step loses ~ eps * |whitened offset|^2 of a
+# log-density; allowed while that stays below ~1e-10 in float64.
+_EXPANDED_MAX_SQ_DISTANCE = 1e6
+
+
+def _block_rows(n_components, n_features):
+    rows = _BLOCK_ELEMENTS // max(1, n_components * (n_features + 1))
+    return int(min(_MAX_BLOCK_ROWS, max(_MIN_BLOCK_ROWS, rows)))
 
 
 def _sub_blocks(n_rows, n_components, n_features):
-    step = max(256, _BLOCK_ELEMENTS // max(1, n_components * n_features))
+    step = _block_rows(n_components, n_features)
     return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
 
 
 # ------------------------------------------------------------------ models
+
+
+def _whitening_matrix(prec_chol, offsets, covariance_type, dtype):
+    """(K D, D + 1): rows k D + j give ``(x - center - offset_k) @ P_k[:, j]``."""
+    n_components, n_features = offsets.shape
+    if covariance_type == "full":
+        factors = prec_chol
+    elif covariance_type == "tied":
+        factors = np.broadcast_to(prec_chol, (n_components, n_features, n_features))
+    elif covariance_type == "diag":
+        factors = prec_chol[:, :, None] * np.eye(n_features)
+    else:
+        factors = prec_chol[:, None, None] * np.eye(n_features)
+    whiten = np.empty((n_components, n_features, n_features + 1))
+    whiten[:, :, :n_features] = factors.transpose(0, 2, 1)
+    whiten[:, :, n_features] = -np.einsum("ki,kij->kj", offsets, factors)
+    return whiten.reshape(n_components * n_features, n_features + 1).astype(dtype)
+
+
+def _expanded_form(prec_chol, offsets, covariance_type):
+    """Coefficients of the squared distance as a linear form in row features, or None.
+
+    diag/spherical: features ``[x; x^2; 1]`` (x relative to the center); tied:
+    ``[z; |z|^2; 1]`` with ``z = P^T x``. None when the components sit too far from the
+    center (in their own metric) for the expansion to keep the digits.
+    """
+    n_components, n_features = offsets.shape
+    if covariance_type == "tied":
+        whitened = offsets @ prec_chol
+        coef = np.hstack([-2.0 * whitened, np.ones((n_components, 1)),
+                          (whitened**2).sum(axis=1, keepdims=True)])
+    elif covariance_type in ("diag", "spherical"):
+        precision = (prec_chol if covariance_type == "diag" else prec_chol[:, None]) ** 2
+        precision = precision * np.ones(n_features)
+        whitened = offsets * np.sqrt(precision)
+        coef = np.hstack([-2.0 * precision * offsets, precision,
+                          (precision * offsets**2).sum(axis=1, keepdims=True)])
+    else:
+        return None
+    if not np.all(np.isfinite(coef)):
+        return None
+    if (whitened**2).sum(axis=1).max(initial=0.0) > _EXPANDED_MAX_SQ_DISTANCE:
+        return None
+    return coef
 
 
 def prepare_model(weights, means, precisions_cholesky, covariance_type, dtype):
@@ -40,7 +124,10 @@ def prepare_model(weights, means, precisions_cholesky, covariance_type, dtype):
         ``covariance_type``, ``center`` (D,), ``offsets`` (K, D), ``prec_chol``,
         ``const`` (K,) = log weight + log det - D/2 log(2 pi), all in ``dtype``
         except ``const`` (float64), and ``shift`` (K, D) float64: the exact
-        point each component's statistics are accumulated about.
+        point each component's statistics are accumulated about. Also ``whiten``
+        (K D, D + 1) in ``dtype`` (the stacked factors of the whitening E-step) and
+        ``expanded`` (K, F) float64 or None (the expanded E-step, see the module
+        docstring), both computed from the ``dtype``-rounded offsets and factors.
     """
     weights = np.asarray(weights, np.float64)
     means = np.asarray(means, np.float64)
@@ -52,66 +139,183 @@ def prepare_model(weights, means, precisions_cholesky, covariance_type, dtype):
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
     const = log_weights + log_det - 0.5 * n_features * math.log(2 * math.pi)
+    prec_chol_d = np.asarray(precisions_cholesky, np.float64).astype(dtype)
+    offsets64 = offsets_d.astype(np.float64)
+    prec_chol64 = prec_chol_d.astype(np.float64)
     return {
         "covariance_type": covariance_type,
         "center": center_d,
         "offsets": offsets_d,
-        "prec_chol": np.asarray(precisions_cholesky, np.float64).astype(dtype),
+        "prec_chol": prec_chol_d,
         "const": np.asarray(const, np.float64) * np.ones(means.shape[0]),
-        "shift": center_d.astype(np.float64) + offsets_d.astype(np.float64),
+        "shift": center_d.astype(np.float64) + offsets64,
+        "whiten": _whitening_matrix(prec_chol64, offsets64, covariance_type, dtype),
+        "expanded": _expanded_form(prec_chol64, offsets64, covariance_type),
     }
 
 
-def _differences(X, center, offsets):
-    """x - mean_k for every component: shape (K, n, D)."""
-    Xs = X - center
-    return Xs[None, :, :] - offsets[:, None, :]
+# ------------------------------------------------------------ sub-blocks
 
 
-def _squared_mahalanobis(diff, model):
-    """Squared Mahalanobis distances, shape (K, n)."""
-    covariance_type = model["covariance_type"]
-    prec_chol = model["prec_chol"]
-    if covariance_type == "full":
-        y = np.matmul(diff, prec_chol)
-    elif covariance_type == "tied":
-        y = np.matmul(diff, prec_chol)
-    elif covariance_type == "diag":
-        y = diff * prec_chol[:, None, :]
+class _Workspace:
+    """Flat buffers reused by every sub-block of a call: views of their first
+    ``rows * width`` elements are contiguous, whatever the block's length."""
+
+    def __init__(self):
+        self._buffers = {}
+
+    def get(self, name, shape, dtype):
+        size = math.prod(shape)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size or buffer.dtype != dtype:
+            buffer = self._buffers[name] = np.empty(size, dtype)
+        return buffer[:size].reshape(shape)
+
+
+def _centered_block(X, center, work):
+    """``[x - center; 1]`` transposed: (D + 1, rows), in the compute dtype."""
+    n_rows, n_features = X.shape
+    xt = work.get("xt", (n_features + 1, n_rows), center.dtype)
+    np.subtract(X.T, center[:, None], out=xt[:n_features])
+    xt[n_features] = 1
+    return xt
+
+
+def _float64_rows(xt, work):
+    if xt.dtype == np.float64:
+        return xt
+    out = work.get("xt64", xt.shape, np.float64)
+    out[...] = xt
+    return out
+
+
+def _weighted_log_prob(xt, model, work):
+    """log w_k + log N(x | k) for every component and row: (K, rows)."""
+    n_features = xt.shape[0] - 1
+    n_rows = xt.shape[1]
+    n_components = model["const"].shape[0]
+    coef = model.get("expanded")
+    if coef is not None:
+        xt64 = _float64_rows(xt, work)
+        features = work.get("features", (coef.shape[1], n_rows), np.float64)
+        if model["covariance_type"] == "tied":
+            # z = P^T x; features [z; |z|^2; 1]
+            z = features[:n_features]
+            np.matmul(model["prec_chol"].T.astype(np.float64, copy=False),
+                      xt64[:n_features], out=z)
+            np.einsum("dn,dn->n", z, z, out=features[n_features])
+        else:
+            features[:n_features] = xt64[:n_features]
+            np.multiply(xt64[:n_features], xt64[:n_features],
+                        out=features[n_features : 2 * n_features])
+        features[-1] = 1.0
+        dist = work.get("dist64", (n_components, n_rows), np.float64)
+        np.matmul(coef, features, out=dist)
     else:
-        y = diff * prec_chol[:, None, None]
-    return np.einsum("knd,knd->kn", y, y)
+        whitened = work.get("whitened", (n_components * n_features, n_rows), xt.dtype)
+        np.matmul(model["whiten"], xt, out=whitened)
+        dist = work.get("dist", (n_components, n_rows), xt.dtype)
+        whitened = whitened.reshape(n_components, n_features, n_rows)
+        np.einsum("kdn,kdn->kn", whitened, whitened, out=dist)
+    dist *= -0.5
+    dist += model["const"][:, None].astype(dist.dtype)
+    return dist
 
 
-def _log_prob_resp(diff, model):
-    """(log p(x) per row (n,), log responsibilities (K, n))."""
-    weighted_log_prob = -0.5 * _squared_mahalanobis(diff, model) + model["const"][:, None].astype(
-        diff.dtype
-    )
+def _log_sum_exp(weighted_log_prob, work):
+    """(log p(x) per row (rows,), exp(weighted - top) (K, rows), 1 / sum of those)."""
     top = weighted_log_prob.max(axis=0)
-    top = np.where(np.isfinite(top), top, 0)
+    top[~np.isfinite(top)] = 0
+    scaled = work.get("scaled", weighted_log_prob.shape, weighted_log_prob.dtype)
     with np.errstate(under="ignore", divide="ignore"):
-        log_prob_norm = np.log(np.exp(weighted_log_prob - top).sum(axis=0)) + top
-        log_resp = weighted_log_prob - log_prob_norm
-    return log_prob_norm, log_resp
+        np.subtract(weighted_log_prob, top, out=scaled)
+        np.exp(scaled, out=scaled)
+        total = scaled.sum(axis=0)
+        log_prob_norm = np.log(total) + top
+    return log_prob_norm, scaled, total
 
 
-def _moments(diff, resp, covariance_type):
-    """Sufficient statistics about the shift the differences were taken from.
+def _responsibilities(xt, model, work):
+    """(log p(x) (rows,), responsibilities (K, rows)) of a centered block."""
+    weighted_log_prob = _weighted_log_prob(xt, model, work)
+    log_prob_norm, resp, total = _log_sum_exp(weighted_log_prob, work)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        resp /= total
+    return log_prob_norm, resp
 
-    The sums run over up to a whole sub-block of rows; in float32 mode they would
-    lose about 1e-5 relative per 1e5 rows (einsum and sgemm accumulate in the input
-    dtype). The E-step stays in the compute dtype, the accumulation is float64.
-    """
-    diff = diff.astype(np.float64, copy=False)
-    resp = resp.astype(np.float64, copy=False)
-    nk = resp.sum(axis=1)
-    s = np.einsum("kn,knd->kd", resp, diff)
-    if _covariance.second_moment_is_matrix(covariance_type):
-        S = np.matmul(diff.transpose(0, 2, 1) * resp[:, None, :], diff)
-    else:
-        S = np.einsum("kn,knd->kd", resp, diff * diff)
-    return nk, s, S
+
+def _stacked_differences(xt, resp, offsets, work):
+    """``[r_k (x - center - offset_k); r_k]`` for every component: (K, D + 1, rows)."""
+    n_components, n_features = offsets.shape
+    diff = work.get("diff", (n_components, n_features + 1, xt.shape[1]), xt.dtype)
+    np.subtract(xt[:n_features][None], offsets[:, :, None], out=diff[:, :n_features])
+    diff[:, n_features] = 1
+    diff *= resp[:, None, :]
+    return diff
+
+
+class _Moments:
+    """Statistics of one model over the sub-blocks of a chunk, in float64."""
+
+    def __init__(self, model, n_features):
+        self.covariance_type = model["covariance_type"]
+        self.offsets = model["offsets"].astype(np.float64)
+        n_components = self.offsets.shape[0]
+        self.matrix = _covariance.second_moment_is_matrix(self.covariance_type)
+        self.about_center = not self.matrix and model.get("expanded") is not None
+        D = n_features
+        self.n = 0
+        self.loglik = 0.0
+        # rows k: [sum r (x - shift_k) (x - center)^T | sum r (x - shift_k)] over
+        # [... ; sum r (x - center)^T | n_k]; or, about the center, sum r [x; x^2; 1]
+        if self.matrix:
+            self.sums = np.zeros((n_components, D + 1, D + 1))
+        elif self.about_center:
+            self.sums = np.zeros((n_components, 2 * D + 1))
+        else:
+            self.sums = np.zeros((n_components, D + 1, 2))
+
+    def add(self, xt, resp, log_prob_norm, offsets, work):
+        self.n += xt.shape[1]
+        self.loglik += float(log_prob_norm.sum(dtype=np.float64))
+        D = xt.shape[0] - 1
+        if self.about_center:
+            features = work.get("moments", (2 * D + 1, xt.shape[1]), np.float64)
+            xt64 = _float64_rows(xt, work)
+            features[:D] = xt64[:D]
+            np.multiply(xt64[:D], xt64[:D], out=features[D : 2 * D])
+            features[2 * D] = 1.0
+            self.sums += resp.astype(np.float64, copy=False) @ features.T
+            return
+        diff = _stacked_differences(xt, resp.astype(xt.dtype, copy=False), offsets, work)
+        if self.matrix:
+            K = diff.shape[0]
+            block = diff.reshape(K * (D + 1), -1) @ xt.T
+            self.sums += block.reshape(K, D + 1, D + 1)
+        else:
+            # sum r d (x - center) per feature, and sum r d (d: difference to shift_k)
+            self.sums[:, :, 0] += np.einsum("kdn,dn->kd", diff, xt)
+            self.sums[:, :, 1] += diff.sum(axis=2)
+
+    def stats(self):
+        D = self.offsets.shape[1]
+        offsets = self.offsets
+        if self.matrix:
+            nk = self.sums[:, D, D].copy()
+            s = self.sums[:, :D, D].copy()
+            # sum r d x^T - s offset^T = sum r d d^T, with d = x - shift_k
+            S = self.sums[:, :D, :D] - s[:, :, None] * offsets[:, None, :]
+            S = 0.5 * (S + S.transpose(0, 2, 1))
+        elif self.about_center:
+            nk = self.sums[:, 2 * D].copy()
+            first = self.sums[:, :D]
+            s = first - nk[:, None] * offsets
+            S = self.sums[:, D : 2 * D] - 2.0 * offsets * first + nk[:, None] * offsets**2
+        else:
+            nk = self.sums[:, D, 1].copy()
+            s = self.sums[:, :D, 1].copy()
+            S = self.sums[:, :D, 0] - s * offsets
+        return {"n": float(self.n), "loglik": self.loglik, "nk": nk, "s": s, "S": S}
 
 
 def empty_stats(n_components, n_features, covariance_type):
@@ -127,14 +331,6 @@ def empty_stats(n_components, n_features, covariance_type):
         "s": np.zeros((n_components, D)),
         "S": np.zeros(second),
     }
-
-
-def _accumulate(total, nk, s, S, n, loglik):
-    total["n"] += n
-    total["loglik"] += loglik
-    total["nk"] += nk
-    total["s"] += s
-    total["S"] += S
 
 
 # ---------------------------------------------------------------- EM pass
@@ -155,19 +351,19 @@ def em_chunk(X, models):
         One statistics dict per model, about that model's ``shift`` (its means).
     """
     n_rows, n_features = X.shape
+    work = _Workspace()
     out = []
     for model in models:
         n_components = model["offsets"].shape[0]
-        total = empty_stats(n_components, n_features, model["covariance_type"])
+        if n_rows == 0:
+            out.append(empty_stats(n_components, n_features, model["covariance_type"]))
+            continue
+        moments = _Moments(model, n_features)
         for start, stop in _sub_blocks(n_rows, n_components, n_features):
-            diff = _differences(X[start:stop], model["center"], model["offsets"])
-            log_prob_norm, log_resp = _log_prob_resp(diff, model)
-            resp = np.exp(log_resp)
-            nk, s, S = _moments(diff, resp, model["covariance_type"])
-            _accumulate(
-                total, nk, s, S, stop - start, float(log_prob_norm.sum(dtype=np.float64))
-            )
-        out.append(total)
+            xt = _centered_block(X[start:stop], model["center"], work)
+            log_prob_norm, resp = _responsibilities(xt, model, work)
+            moments.add(xt, resp, log_prob_norm, model["offsets"], work)
+        out.append(moments.stats())
     return out
 
 
@@ -175,13 +371,22 @@ def resp_chunk(X, resp, shift, covariance_type):
     """Statistics for given responsibilities (initialisation), about ``shift`` (K, D)."""
     n_rows, n_features = X.shape
     n_components = shift.shape[0]
-    total = empty_stats(n_components, n_features, covariance_type)
+    if n_rows == 0:
+        return empty_stats(n_components, n_features, covariance_type)
     shift = np.asarray(shift, np.float64)
+    center = shift.mean(axis=0)
+    model = {"covariance_type": covariance_type, "offsets": shift - center, "expanded": None}
+    moments = _Moments(model, n_features)
+    work = _Workspace()
+    X = np.asarray(X)
+    resp = np.asarray(resp)
     for start, stop in _sub_blocks(n_rows, n_components, n_features):
-        diff = X[start:stop].astype(np.float64)[None, :, :] - shift[:, None, :]
-        nk, s, S = _moments(diff, np.asarray(resp[start:stop], np.float64).T, covariance_type)
-        _accumulate(total, nk, s, S, stop - start, 0.0)
-    return total
+        xt = _centered_block(X[start:stop].astype(np.float64, copy=False), center, work)
+        block_resp = np.ascontiguousarray(resp[start:stop].T, dtype=np.float64)
+        moments.add(xt, block_resp, np.zeros(0), model["offsets"], work)
+    stats = moments.stats()
+    stats["loglik"] = 0.0
+    return stats
 
 
 def combine_sums(parts):
@@ -205,11 +410,13 @@ def log_prob_resp(X, model):
     n_components = model["offsets"].shape[0]
     log_prob_norm = np.empty(n_rows, dtype=X.dtype)
     log_resp = np.empty((n_rows, n_components), dtype=X.dtype)
+    work = _Workspace()
     for start, stop in _sub_blocks(n_rows, n_components, n_features):
-        diff = _differences(X[start:stop], model["center"], model["offsets"])
-        lpn, lr = _log_prob_resp(diff, model)
+        xt = _centered_block(X[start:stop], model["center"], work)
+        weighted_log_prob = _weighted_log_prob(xt, model, work)
+        lpn, _, _ = _log_sum_exp(weighted_log_prob, work)
         log_prob_norm[start:stop] = lpn
-        log_resp[start:stop] = lr.T
+        log_resp[start:stop] = (weighted_log_prob - lpn).T
     return log_prob_norm, log_resp
 
 
