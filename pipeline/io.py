@@ -178,7 +178,7 @@ def read_features(path, features, storage_options, dtype="float64"):
             parquet = pq.ParquetFile(handle)
             X = np.empty((parquet.metadata.num_rows, len(features)), dtype=dtype)
             for j, column in enumerate(features):
-                table = parquet.read(columns=[column])
+                table = parquet.read(columns=[column], use_threads=False)
                 if table.num_rows:
                     X[:, j] = read_features_from_table(table, [column])[:, 0]
                 del table
@@ -188,6 +188,19 @@ def read_features(path, features, storage_options, dtype="float64"):
     finally:
         release_arrow_memory()
     return X
+
+
+def fingerprint(files, storage_options=None):
+    """A hash of the input files' paths, sizes and modification times (or ETags)."""
+    import hashlib
+
+    fs, _ = filesystem(files[0], storage_options)
+    digest = hashlib.sha256()
+    for path in files:
+        info = fs.info(filesystem(path, storage_options)[1])
+        stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
+        digest.update(f"{path}\0{info.get('size')}\0{stamp}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def release_arrow_memory():

@@ -15,6 +15,7 @@ from importlib import metadata
 import numpy as np
 
 from pipeline import io, store
+from pipeline.checkpoint import Checkpoint
 from pipeline.cluster import connect
 from pipeline.config import dump_config
 from pipeline.mixture import _kernels
@@ -48,8 +49,10 @@ def check_output(config):
 
 
 def publish(config, run_id, manifest):
-    """Commit the staged run: ``_SUCCESS.json`` last."""
-    return Target(config.output, run_id).publish(manifest)
+    """Commit the staged run (``_SUCCESS.json`` last), then drop the run's checkpoint."""
+    path = Target(config.output, run_id).publish(manifest)
+    Checkpoint(config.output, config.config_hash()).clear()
+    return path
 
 
 def discard(config, run_id):
@@ -109,6 +112,8 @@ def fit_to_staging(config, run_id):
             timings["load"] = time.perf_counter() - t
             logger.info("loaded %d rows x %d features from %d partition(s)", dataset.n_rows,
                         len(dataset.features), len(dataset.files))
+            checkpoint = Checkpoint(config.output, config.config_hash())
+            fingerprint = io.fingerprint(dataset.files, config.source.storage_options)
             t = time.perf_counter()
             result = select(
                 dataset.X, n_components=model_cfg.component_counts(),
@@ -116,7 +121,8 @@ def fit_to_staging(config, run_id):
                 init_params=model_cfg.init_params, tol=model_cfg.tol,
                 reg_covar=model_cfg.reg_covar, max_iter=model_cfg.max_iter,
                 random_state=model_cfg.random_state, criterion=model_cfg.criterion,
-                dtype=model_cfg.dtype, persist=model_cfg.persist)
+                dtype=model_cfg.dtype, persist=model_cfg.persist, checkpoint=checkpoint,
+                fingerprint=fingerprint)
             timings["select"] = time.perf_counter() - t
             estimator = result.estimator
             t = time.perf_counter()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils import check_random_state
 
+from pipeline.checkpoint import restore_states
 from pipeline.mixture import GaussianMixture, _covariance, _kernels
 from pipeline.mixture._chunks import ChunkedData
 from pipeline.mixture._em import EMState, run_em
@@ -117,9 +118,30 @@ def _initialize_one_by_one(data, jobs, describe, eps, candidates):
     return params
 
 
+def _restore(candidates, checkpoint, fingerprint):
+    """Candidates' states from a checkpoint of this grid, or False."""
+    loaded = checkpoint.load(fingerprint) if checkpoint is not None else None
+    if loaded is None:
+        return False
+    payload, arrays = loaded
+    entries = payload["candidates"]
+    if len(entries) != len(candidates) or any(
+            e is not None and e["name"] != c.name for e, c in zip(entries, candidates)):
+        logger.info("the checkpoint at %s is of another grid: starting over",
+                    checkpoint.location)
+        return False
+    for candidate, state, error in zip(candidates,
+                                       restore_states(payload, arrays, EMState),
+                                       payload["errors"]):
+        candidate.state, candidate.error = state, error
+    logger.info("resumed from iteration %d (checkpoint after pass %d at %s)",
+                payload["iteration"], payload["passes"], checkpoint.location)
+    return payload["passes"]
+
+
 def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans", tol=1e-3,
            reg_covar=1e-6, max_iter=100, random_state=None, criterion="bic", dtype="float64",
-           persist="auto", split_every=None):
+           persist="auto", split_every=None, checkpoint=None, fingerprint=None):
     """Fit every candidate of the grid on X and pick one by the criterion.
 
     Parameters
@@ -128,6 +150,9 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
         Finite values (checked: a NaN or inf raises ValueError).
     n_components : list of int
     covariance_types : list of str
+    checkpoint : pipeline.checkpoint.Checkpoint, optional
+        Saved after initialisation and after every pass; a checkpoint of the same grid
+        and input (``fingerprint``) is resumed from instead of starting over.
 
     Returns
     -------
@@ -138,36 +163,45 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     X = X.astype(dtype) if X.dtype != dtype else X
     data = ChunkedData(X, persist=persist, split_every=split_every)
     n = data.n_samples
-    describe = data.reduce(_kernels.describe_chunk, _kernels.combine_describe)
-    if describe["n_nan"] or describe["n_inf"]:
-        raise ValueError("the feature array contains NaN or inf; clean the data or use "
-                         "nan_policy: drop")
     seed_source = random_state
     random_state = check_random_state(random_state)
     seeds = [int(random_state.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
     candidates = [Candidate(k, c, i) for k in n_components for c in covariance_types
                   for i in range(n_init)]
     eps = float(np.finfo(dtype).eps)
-    runnable, jobs = [], []
-    for candidate in candidates:
-        if candidate.n_components > n:
-            candidate.error = (f"n_components={candidate.n_components} exceeds the "
-                               f"{n} rows of data")
-            continue
-        runnable.append(candidate)
-        jobs.append(InitJob(candidate.n_components, candidate.covariance_type, init_params,
-                            seeds[candidate.init], reg_covar))
-    initial = _initialize_each(data, jobs, describe, eps, runnable) if jobs else []
-    init_passes = data.n_passes
-    states = []
-    for candidate, params in zip(runnable, initial):
-        if params is None:
-            continue
-        candidate.state = EMState(candidate.covariance_type, reg_covar, tol, max_iter,
-                                  name=candidate.name, **params)
-        states.append(candidate.state)
-    logger.info("%d candidates initialised in %d passes", len(states), init_passes)
-    run_em(data, states, dtype, raise_errors=False)
+
+    def save(_states=None):
+        if checkpoint is not None:
+            checkpoint.save([c.state for c in candidates], [c.error for c in candidates],
+                            fingerprint, data.n_passes)
+
+    resumed_passes = _restore(candidates, checkpoint, fingerprint)
+    if resumed_passes is not False:
+        data.n_passes = resumed_passes
+    else:
+        describe = data.reduce(_kernels.describe_chunk, _kernels.combine_describe)
+        if describe["n_nan"] or describe["n_inf"]:
+            raise ValueError("the feature array contains NaN or inf; clean the data or use "
+                             "nan_policy: drop")
+        runnable, jobs = [], []
+        for candidate in candidates:
+            if candidate.n_components > n:
+                candidate.error = (f"n_components={candidate.n_components} exceeds the "
+                                   f"{n} rows of data")
+                continue
+            runnable.append(candidate)
+            jobs.append(InitJob(candidate.n_components, candidate.covariance_type, init_params,
+                                seeds[candidate.init], reg_covar))
+        initial = _initialize_each(data, jobs, describe, eps, runnable) if jobs else []
+        for candidate, params in zip(runnable, initial):
+            if params is not None:
+                candidate.state = EMState(candidate.covariance_type, reg_covar, tol, max_iter,
+                                          name=candidate.name, **params)
+        logger.info("%d candidates initialised in %d passes",
+                    sum(c.state is not None for c in candidates), data.n_passes)
+        save()
+    states = [c.state for c in candidates if c.state is not None]
+    run_em(data, states, dtype, raise_errors=False, on_pass=save)
     fitted = [c for c in candidates if c.state is not None and c.state.error is None]
     for candidate in candidates:
         if candidate.state is not None and candidate.state.error:

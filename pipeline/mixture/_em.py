@@ -50,7 +50,7 @@ class EMState:
         return (self.weights, self.means, self.covariances, self.precisions_cholesky)
 
 
-def run_em(data, states, dtype, *, on_iteration=None, raise_errors=True):
+def run_em(data, states, dtype, *, on_iteration=None, on_pass=None, raise_errors=True):
     """Advance every state until it converges, fails or reaches its max_iter.
 
     Parameters
@@ -62,6 +62,9 @@ def run_em(data, states, dtype, *, on_iteration=None, raise_errors=True):
         The compute dtype of the E-step.
     on_iteration : callable, optional
         ``on_iteration(state, change, seconds)`` after each iteration of each state.
+    on_pass : callable, optional
+        ``on_pass(states)`` after each pass, once every state has been updated (the
+        pipeline checkpoints there).
     raise_errors : bool
         If False, a state whose covariance becomes ill-defined stops with ``error`` set
         while the others go on (model selection); if True the ValueError propagates.
@@ -114,4 +117,6 @@ def run_em(data, states, dtype, *, on_iteration=None, raise_errors=True):
             if on_iteration is not None:
                 on_iteration(state, change, seconds)
         active = [s for s in active if s.running]
+        if on_pass is not None:
+            on_pass(states)
     return passes
