@@ -1,0 +1,33 @@
+"""``python -m benchmarks [--quick]``: run the suite and write benchmarks/RESULTS.md."""
+
+import os
+
+# One BLAS thread in this process and in every process it starts (before numpy loads):
+# dask's nanny does the same for the workers, and two-thread OpenBLAS collapses when
+# another process holds a core (FIELD-NOTES).
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = "1"
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+os.environ.setdefault("PYSPARK_PYTHON", __import__("sys").executable)
+
+import argparse  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="small data, one repeat: a smoke run of every row (< 2 min)")
+    parser.add_argument("--data-dir", help="where the data sets are generated (reused); "
+                        "default: <tmp>/mixlake-benchmark-data")
+    parser.add_argument("--output", help="the Markdown report (default benchmarks/RESULTS.md; "
+                        "the raw numbers go next to it as .json)")
+    parser.add_argument("--no-spark", action="store_true", help="leave Spark MLlib out")
+    args = parser.parse_args(argv)
+    from benchmarks import suite
+
+    suite.run(quick=args.quick, data_dir=args.data_dir, results_path=args.output,
+              spark=not args.no_spark)
+
+
+if __name__ == "__main__":
+    main()

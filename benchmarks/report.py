@@ -1,0 +1,392 @@
+"""RESULTS.md from the suite's results (benchmarks/RESULTS.json holds the raw numbers)."""
+
+# What the profile of the kernels showed before this suite's changes (commit 06b50d5,
+# one thread, 1M x 16 x 8, float64): kept here so that a regenerated RESULTS.md still
+# says why the kernels look the way they do.
+PROFILE_BEFORE = """\
+Before (commit 06b50d5), one thread, 1,000,000 x 16, K = 8, float64, time of `em_chunk`
+over the rows in 125k-row chunks: full 1.83 s, tied 1.48 s, diag 1.02 s, spherical 0.99 s;
+float32 was barely faster (full 1.30 s, diag 0.98 s). Split by stage (full; the other types
+alike):
+
+| stage | share of the pass | what it was |
+| --- | ---: | --- |
+| `_differences` | 17 % | a (K, rows, D) array of x - mean_k for every component |
+| `_squared_mahalanobis` | 29 % | K small matmuls (rows x D) @ (D x D) on it, then an einsum |
+| log-sum-exp, exp | 6 % | fine |
+| `_moments` | 48 % | the (K, rows, D) array cast to float64, `einsum` for s, and a \
+batched (K, D, rows) @ (K, rows, D) matmul for S (skinny products: ~8 GFLOP/s) |
+
+Every stage streamed a K x rows x D temporary (8 MiB per sub-block) through memory
+several times, and the products were per component and skinny. Two things followed:
+(1) lay the block out as features x rows and stack the components, so that one product
+(K D x (D+1)) @ ((D+1) x rows) gives every whitened difference (the E-step), and one product
+(K (D+1) x rows) @ (rows x (D+1)) gives n_k, s_k and S_k for all components (the statistics);
+(2) for diag, spherical and tied, where the distance is a quadratic in a few features of the
+row, use the expanded form in float64 (guarded, see the kernels' docstring). Sub-blocks are
+sized so the temporaries stay at ~2 MiB. float32 then pays: the products and elementwise
+passes are twice as fast, and only the per-sub-block sums are added in float64.
+"""
+
+
+def _f(x, digits=3):
+    if x is None:
+        return "–"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.{digits}g}" if abs(x) < 1 else f"{x:.2f}"
+
+
+def _ms(seconds):
+    return "–" if seconds is None else f"{seconds * 1000:,.0f} ms" if seconds < 10 else \
+        f"{seconds:,.1f} s"
+
+
+def _mib(nbytes):
+    return "–" if nbytes is None else f"{nbytes / 2**20:,.0f} MiB"
+
+
+def _seconds(entry):
+    return None if not entry else entry.get("seconds")
+
+
+def _spread(entry):
+    if not entry:
+        return ""
+    return f"{_ms(entry['min'])}–{_ms(entry['max'])}"
+
+
+def _ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _check(ok):
+    return "–" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def _flops(spec, k):
+    return 4.0 * spec["n_samples"] * k * spec["n_features"] ** 2
+
+
+def targets(results):
+    """[(target, measured, ok)] for the issue's targets."""
+    rows = []
+    per = results.get("per_iteration", {})
+    shapes = {s["name"]: s for s in results["plan"]["shapes"]}
+    first = next(iter(per), None)
+    if first:
+        cases = per[first]
+        for covariance_type, need_sk, need_spark in (("full", 4, 2), ("tied", 4, None),
+                                                     ("diag", 3, None),
+                                                     ("spherical", 3, None)):
+            entry = cases.get(covariance_type, {})
+            ours = _seconds(entry.get("mixlake"))
+            speed_sk = _ratio(_seconds(entry.get("sklearn")), ours)
+            rows.append((f"{first}, {covariance_type}: >= {need_sk}x faster per iteration "
+                         "than scikit-learn", None if speed_sk is None else f"{speed_sk:.1f}x",
+                         None if speed_sk is None else speed_sk >= need_sk))
+            if need_spark:
+                speed_spark = _ratio(_seconds(entry.get("spark")), ours)
+                rows.append((f"{first}, {covariance_type}: >= {need_spark}x faster than Spark "
+                             "MLlib", None if speed_spark is None else f"{speed_spark:.1f}x",
+                             None if speed_spark is None else speed_spark >= need_spark))
+        f32 = _ratio(_seconds(cases.get("full", {}).get("mixlake")),
+                     _seconds(cases.get("full", {}).get("mixlake-float32")))
+        rows.append((f"{first}, full: float32 >= 1.7x faster than our float64",
+                     None if f32 is None else f"{f32:.2f}x", None if f32 is None else f32 >= 1.7))
+    ceiling = _ceiling(results)
+    for name, cases in per.items():
+        shape = shapes[name]
+        if shape["spec"]["n_features"] >= 64 and "full" in cases:
+            ours = _seconds(cases["full"].get("mixlake"))
+            if ours and ceiling:
+                share = _flops(shape["spec"], shape["k"]) / ours / 1e9 / ceiling
+                rows.append((f"{name}, full: >= 40% of the matmul ceiling",
+                             f"{share:.0%} ({_flops(shape['spec'], shape['k']) / ours / 1e9:.0f}"
+                             f" of {ceiling:.0f} GFLOP/s)", share >= 0.4))
+    for name, cases in per.items():
+        entry = cases.get("full", {}).get("mixlake")
+        if entry and entry.get("memory"):
+            worst = _worst_worker(entry["memory"])
+            if worst:
+                peak, chunk, growth = worst
+                rows.append((f"{name}, full: peak memory of a worker < 3x its chunks' bytes "
+                             "(what the fit and the data add to an idle worker)",
+                             f"{growth / chunk:.2f}x ({_mib(growth)} over idle for {_mib(chunk)}"
+                             f" of chunks; counting the idle worker: {peak / chunk:.2f}x)",
+                             growth / chunk < 3))
+    tiny = results.get("tiny")
+    if tiny:
+        rows.append(("Dask's overhead per iteration (2,000 rows, 8 chunks) < 50 ms",
+                     _ms(tiny["seconds"]), tiny["seconds"] < 0.05))
+    return rows
+
+
+def _worst_worker(memory):
+    """(peak, chunk bytes, peak - idle) of the worker with the highest peak."""
+    peaks = memory.get("worker_peaks") or []
+    if not peaks or None in peaks:
+        return None
+    i = max(range(len(peaks)), key=lambda j: peaks[j])
+    chunks = memory.get("worker_chunk_bytes") or []
+    chunk = max(chunks) if chunks else None
+    baseline = (memory.get("worker_baseline") or [None] * len(peaks))[i]
+    if not chunk or baseline is None:
+        return None
+    return peaks[i], chunk, peaks[i] - baseline
+
+
+def _ceiling(results, dtype="float64"):
+    matmul = results.get("matmul", {}).get(dtype)
+    if not matmul:
+        return None
+    values = [matmul["2 processes x 1 thread"]]
+    end = results.get("matmul_end", {}).get(dtype)
+    if end:
+        values.append(end["2 processes x 1 thread"])
+    return sum(values) / len(values)
+
+
+def render(results):
+    out = []
+    add = out.append
+    m = results["machine"]
+    add("# mixlake benchmarks\n")
+    add(f"Generated by `{results['command']}` ({results['plan']['mode']} mode) on "
+        f"{results['started']}, in {results.get('seconds', 0) / 60:.0f} min. Raw numbers: "
+        "`benchmarks/RESULTS.json`. Regenerate with the same command (see the README).\n")
+    add("## Machine\n")
+    add(f"- {m['cpu']}, {m['cores']} cores, L2 {m['l2']}, L3 {m['l3']}, {m['memory_gib']} GiB; "
+        f"{m['platform']}")
+    add(f"- Python {m['python']}, numpy {m['numpy']} with {', '.join(m['blas'])}; "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if k != "numpy"))
+    add(f"- {m['java']}")
+    add(f"- Load average (1/5/15 min) at start {results.get('load_average_start')}, at end "
+        f"{results.get('load_average_end')}: the machine is shared, see *Noise* below.\n")
+    add("## How it is measured\n")
+    add("- **Per iteration** = (T(max_iter=m) − T(max_iter=1)) / (m − 1), `tol=0`, the fit call "
+        "alone with the data already loaded: in the process's memory for scikit-learn, "
+        "persisted on the workers for mixlake, a cached DataFrame for Spark. Initialisation, "
+        "set-up and final passes cancel out. mixlake and scikit-learn start from the same "
+        "parameters (`weights_init`, `means_init`, `precisions_init`; sklearn with "
+        "`init_params='random_from_data'` so that it does not run a k-means it would "
+        "discard); Spark's `ml` API takes no initial model, so it starts from its own.")
+    add("- Contestants take turns on each data set (rotated every repeat); each keeps its data "
+        "in its own process. Medians over the repeats; the spread is the range of the "
+        "per-repeat estimates.")
+    add("- **Threads**: one BLAS thread everywhere (`OMP/OPENBLAS/MKL_NUM_THREADS=1`, set "
+        "before numpy loads): mixlake runs 2 worker processes x 1 thread on a LocalCluster "
+        "(dask's nanny sets the same), scikit-learn runs in one process on one thread, Spark "
+        "runs `local[2]` (2 cores, its own Java BLAS). So mixlake and Spark use both cores, "
+        "scikit-learn one: that is how each is meant to be run on this machine (two OpenBLAS "
+        "threads collapse when another process holds a core, FIELD-NOTES).")
+    add("- **Peak memory** = the kernel's high-water mark of resident memory (`VmHWM`), reset "
+        "before each measured fit: per worker process for mixlake (and the client), the "
+        "process for scikit-learn, the JVM for Spark.")
+    add("- **GFLOP/s** counts 4·N·K·D² flops per full-covariance iteration (E-step and "
+        "second moments); the ceiling is numpy's 4000² matmul in two processes x 1 thread "
+        "at once, measured at the start and end of the same run.\n")
+
+    add("## Targets\n")
+    add("| target | measured | |")
+    add("| --- | --- | --- |")
+    for target, measured, ok in targets(results):
+        add(f"| {target} | {measured or '–'} | {_check(ok)} |")
+    add("")
+
+    per = results.get("per_iteration", {})
+    shapes = {s["name"]: s for s in results["plan"]["shapes"]}
+    if per:
+        add("## Time per EM iteration (float64)\n")
+        add("| data | covariance | mixlake | scikit-learn | Spark MLlib | ours / sklearn | "
+            "ours / Spark | mixlake spread | sklearn spread | Spark spread |")
+        add("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
+        for name, cases in per.items():
+            for covariance_type, entry in cases.items():
+                ours = _seconds(entry.get("mixlake"))
+                sk = _seconds(entry.get("sklearn"))
+                sp = _seconds(entry.get("spark"))
+                r_sk, r_sp = _ratio(ours, sk), _ratio(ours, sp)
+                add(f"| {name} | {covariance_type} | {_ms(ours)} | {_ms(sk)} | {_ms(sp)} | "
+                    f"{_f(r_sk)} ({_f(_ratio(sk, ours))}x faster) | "
+                    + (f"{_f(r_sp)} ({_f(_ratio(sp, ours))}x faster)" if r_sp else "–")
+                    + f" | {_spread(entry.get('mixlake'))} | {_spread(entry.get('sklearn'))} | "
+                    f"{_spread(entry.get('spark'))} |")
+        add("")
+        add("Spark MLlib fits full covariances only. Repeats and max_iter per data set: "
+            + "; ".join(f"{s['name']}: {s['repeats']} x, m = {s['max_iter']}"
+                        for s in results["plan"]["shapes"]) + ".\n")
+
+        add("## float32\n")
+        add("| data | covariance | mixlake float64 | mixlake float32 | float32 speed-up |")
+        add("| --- | --- | ---: | ---: | ---: |")
+        for name, cases in per.items():
+            for covariance_type, entry in cases.items():
+                if "mixlake-float32" in entry:
+                    a, b = _seconds(entry.get("mixlake")), _seconds(entry["mixlake-float32"])
+                    add(f"| {name} | {covariance_type} | {_ms(a)} | {_ms(b)} | "
+                        f"{_f(_ratio(a, b))}x |")
+        add("")
+
+        ceiling = _ceiling(results)
+        add("## Achieved GFLOP/s (full covariance, 4·N·K·D² per iteration)\n")
+        add(f"Ceiling: {_f(ceiling)} GFLOP/s (float64 matmul, 2 processes x 1 thread).\n")
+        add("| data | mixlake | scikit-learn | Spark MLlib | mixlake, share of the ceiling |")
+        add("| --- | ---: | ---: | ---: | ---: |")
+        for name, cases in per.items():
+            if "full" not in cases:
+                continue
+            flops = _flops(shapes[name]["spec"], shapes[name]["k"]) / 1e9
+            rates = {c: (flops / _seconds(e) if _seconds(e) else None)
+                     for c, e in cases["full"].items()}
+            share = _ratio(rates.get("mixlake"), ceiling)
+            add(f"| {name} ({flops:.1f} GFLOP) | {_f(rates.get('mixlake'))} | "
+                f"{_f(rates.get('sklearn'))} | {_f(rates.get('spark'))} | "
+                f"{'–' if share is None else f'{share:.0%}'} |")
+        add("")
+
+        add("## Peak memory (during the max_iter=m fit)\n")
+        add("| data | covariance | data bytes | mixlake worker peak (max of 2) | its chunks | "
+            "worker peak / chunks | worker growth over idle / chunks | mixlake client peak | "
+            "scikit-learn peak | sklearn peak / data | Spark JVM peak |")
+        add("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, cases in per.items():
+            nbytes = shapes[name]["spec"]["n_samples"] * shapes[name]["spec"]["n_features"] * 8
+            for covariance_type, entry in cases.items():
+                ours = (entry.get("mixlake") or {}).get("memory") or {}
+                sk = (entry.get("sklearn") or {}).get("memory") or {}
+                sp = (entry.get("spark") or {}).get("memory") or {}
+                peaks = ours.get("worker_peaks") or [None]
+                worst = max(range(len(peaks)), key=lambda i: peaks[i] or 0)
+                chunk = (ours.get("worker_chunk_bytes") or [None])[-1]
+                baseline = (ours.get("worker_baseline") or [None] * len(peaks))[worst]
+                growth = (None if None in (peaks[worst], baseline)
+                          else peaks[worst] - baseline)
+                add(f"| {name} | {covariance_type} | {_mib(nbytes)} | {_mib(peaks[worst])} | "
+                    f"{_mib(chunk)} | {_f(_ratio(peaks[worst], chunk))}x | "
+                    f"{_f(_ratio(growth, chunk))}x | {_mib(ours.get('client_peak'))} | "
+                    f"{_mib(sk.get('peak'))} | {_f(_ratio(sk.get('peak'), nbytes))}x | "
+                    f"{_mib(sp.get('peak'))} |")
+        add("")
+        add("A worker's idle footprint (Python, numpy, dask) is ~100–150 MiB: *growth over "
+            "idle* is what the fit and its persisted chunks add to it. The workers' chunks are "
+            "the data persisted on them (about half of the data each).\n")
+
+    tiny = results.get("tiny")
+    if tiny:
+        add("## Dask's per-iteration overhead\n")
+        add(f"The same engine on 2,000 x 16 rows in 8 chunks, K = 8, full, persisted on 2 "
+            f"workers: **{_ms(tiny['seconds'])} per iteration** (spread {_spread(tiny)}, "
+            f"m = {tiny['max_iter']}). Here the arithmetic is negligible: this is the "
+            "scheduling round trip of one pass (client -> scheduler -> workers -> client) plus "
+            "the client's M-step.\n")
+
+    grid = results.get("grid")
+    if grid:
+        g = results["plan"]["grid"]
+        add("## Grid of component counts x covariance types\n")
+        add(f"{len(g['ks'])} component counts ({g['ks'][0]}..{g['ks'][-1]}) x "
+            f"{len(g['types'])} covariance types = {len(g['ks']) * len(g['types'])} candidates "
+            f"on {g['spec']['n_samples']:,} x {g['spec']['n_features']}. mixlake runs the "
+            "pipeline's `select` (all candidates share each pass over the data); scikit-learn "
+            "fits each candidate in turn, so its time per iteration is the sum over "
+            f"candidates. m = {g['max_iter']}.\n")
+        ours, sk = _seconds(grid.get("mixlake")), _seconds(grid.get("sklearn"))
+        add("| | mixlake | scikit-learn | ours / sklearn |")
+        add("| --- | ---: | ---: | ---: |")
+        add(f"| one iteration of every candidate | {_ms(ours)} | {_ms(sk)} | "
+            f"{_f(_ratio(ours, sk))} ({_f(_ratio(sk, ours))}x faster) |\n")
+
+    e2e = results.get("end_to_end")
+    if e2e:
+        add("## End to end (load, initialise, fit, write)\n")
+        add(f"Each run in a fresh process, `tol=0`, max_iter = {results['plan']['e2e_max_iter']}"
+            ", default initialisation of each library (mixlake k-means|| + Lloyd, scikit-learn "
+            "k-means, Spark random), writing cluster, probabilities (and log-density) per row "
+            "as Parquet. mixlake is the pipeline's fit job (`pipeline.run.fit`, without "
+            "Prefect): it starts its own 2-worker LocalCluster, scans the data for NaN, picks "
+            "by BIC, writes assignments, model and report; Spark's time includes starting its "
+            "session (JVM).\n")
+        add("| case | mixlake | scikit-learn | Spark MLlib | mixlake: load / fit / write |")
+        add("| --- | ---: | ---: | ---: | --- |")
+        for row in e2e:
+            def cell(name, row=row):
+                entry = row.get(name)
+                if not entry:
+                    return "–"
+                if "error" in entry:
+                    return f"failed: {entry['error'][:80]}"
+                return _ms(entry["seconds"])
+            ours = row.get("mixlake") or {}
+            parts = " / ".join(_ms(ours.get(k)) for k in ("load", "fit", "write")) \
+                if "seconds" in ours else "–"
+            add(f"| {row['case']} | {cell('mixlake')} | {cell('sklearn')} | {cell('spark')} | "
+                f"{parts} |")
+        add("")
+
+    matmul = results.get("matmul")
+    if matmul:
+        add("## Matmul ceiling (numpy, OpenBLAS)\n")
+        add("| dtype | 1 process x 1 thread | 2 processes x 1 thread (sum) | "
+            "1 process x 2 threads |")
+        add("| --- | ---: | ---: | ---: |")
+        for when, block in (("start", matmul), ("end", results.get("matmul_end") or {})):
+            for dtype, v in block.items():
+                add(f"| {dtype} ({when}) | {_f(v['1 process x 1 thread'])} | "
+                    f"{_f(v['2 processes x 1 thread'])} | {_f(v['1 process x 2 threads'])} |")
+        add("")
+
+    add("## Profile\n")
+    add(PROFILE_BEFORE)
+    profile = results.get("profile")
+    if profile:
+        add("Now, the same kernel stage by stage (one thread, "
+            f"{results['plan']['shapes'][0]['spec']['n_samples']:,} rows x 16, K = 8; "
+            "ns per row; regenerated by the command):\n")
+        add("| dtype | covariance | E-step form | rows per sub-block | center + transpose | "
+            "E-step distances | log-sum-exp + resp | statistics | total ns/row |")
+        add("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for row in profile:
+            ns = row["ns_per_row"]
+            add(f"| {row['dtype']} | {row['covariance_type']} | {row['form']} | "
+                f"{row['block_rows']} | " + " | ".join(f"{v:.0f}" for v in ns.values())
+                + f" | {sum(ns.values()):.0f} |")
+        add("")
+    add(NOTES)
+    return "\n".join(out) + "\n"
+
+
+NOTES = """\
+## What limits each number
+
+- **full, tied**: half of a pass is the statistics product (K (D+1) x rows) @ (rows x (D+1)).
+  Its reduction runs over the rows, so OpenBLAS packs both operands for few flops per
+  element and reaches ~30 GFLOP/s on one core (the E-step product ~45); the elementwise
+  passes that build r_k (x − mean_k) cost another fifth. A fused compiled kernel (numba)
+  would save those passes (~20 %), not the product: not worth a new dependency here.
+- **diag, spherical**: about 100 ns per row on one core, spread evenly over centering,
+  the (K, 2D+1) x (2D+1, rows) product, the log-sum-exp and the statistics; at this point
+  Dask's per-pass overhead is a third of an iteration on 1M rows.
+- **Dask overhead**: one pass is one graph round trip. On this 2-vCPU VM a single
+  `client.submit(...).result()` takes ~10 ms, and a pass needs the client, the scheduler and
+  both workers to wake up in turn; the last level of the merge tree runs on the client to
+  save one of those trips.
+- **float32**: the products and the elementwise passes are twice as fast; what does not
+  shrink is the per-sub-block float64 accumulation and the client's M-step.
+- **Memory**: a worker holds its chunks plus a few MiB of sub-block buffers (the largest
+  temporary is 2**18 elements). scikit-learn's full fit allocates N x D temporaries per
+  component and N x K arrays for the responsibilities.
+
+## Noise
+
+The machine is shared (other test runs may be running: see the load averages above).
+Contestants alternate so that a busy moment hits all of them; the spreads above are the
+range of the per-repeat estimates. Ratios are measured within one run.
+"""
+
+
+def write(results, path):
+    with open(path, "w") as f:
+        f.write(render(results))
