@@ -93,6 +93,8 @@ class Target:
         if out == src_root or out.startswith(src_root + "/") or src_root.startswith(out + "/"):
             raise OutputExistsError(f"output.path: {out!r} overlaps the input {src!r}; write "
                                     "the results somewhere outside the input")
+        if self.local:
+            self._probe_writable()
         manifest = read_manifest(out, self.options)
         if self.local:
             root = _strip(out)
@@ -107,6 +109,17 @@ class Target:
             raise OutputExistsError(f"output.path: {out!r} already exists; set output.mode: "
                                     "overwrite (or skip-if-complete), or choose another path")
         return "run"
+
+    def _probe_writable(self):
+        """Fail before any work when the output's folder cannot be written."""
+        parent = os.path.dirname(_strip(self.path)) or "."
+        try:
+            os.makedirs(parent, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=parent, prefix=".mixlake-probe-"):
+                pass
+        except OSError as exc:
+            raise PermissionError(f"output.path: cannot write to {self.path!r} ({exc}); "
+                                  "choose a location this job may write to") from None
 
     # -------------------------------------------------------------- writing
 

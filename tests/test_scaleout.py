@@ -1,10 +1,5 @@
 """Scale-out: the same flow on a separate-process Dask cluster; an unreachable scheduler."""
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -12,55 +7,6 @@ import pytest
 import yaml
 
 from pipeline.demo import make_demo_data
-
-
-def _spawn(args, log):
-    env = {**os.environ, "DASK_LOGGING__DISTRIBUTED": "warning"}
-    return subprocess.Popen([sys.executable, "-m", "distributed.cli." + args[0], *args[1:]],
-                            stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-
-
-def _stop(processes):
-    for p in processes:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    for p in processes:
-        while p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
-@pytest.fixture
-def process_cluster(tmp_path):
-    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1, no fixed ports."""
-    from distributed import Client
-
-    scheduler_file = tmp_path / "scheduler.json"
-    log = open(tmp_path / "cluster.log", "w")
-    processes = []
-    try:
-        processes.append(_spawn(["dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                                 "--dashboard-address", "127.0.0.1:0",
-                                 "--scheduler-file", str(scheduler_file)], log))
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert scheduler_file.exists(), (tmp_path / "cluster.log").read_text()
-        for _ in range(2):
-            processes.append(_spawn(["dask_worker", "--scheduler-file", str(scheduler_file),
-                                     "--nthreads", "1", "--memory-limit", "1GiB",
-                                     "--dashboard-address", "127.0.0.1:0", "--no-nanny"], log))
-        address = json.loads(scheduler_file.read_text())["address"]
-        with Client(address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address, processes
-    finally:
-        _stop(processes)
-        log.close()
 
 
 def _config(tmp_path, data, output, address=None):
