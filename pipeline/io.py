@@ -220,6 +220,9 @@ def read_features_from_table(table, features):
                             .to_numpy(zero_copy_only=False) for c in features])
 
 
+DISTINCT_SAMPLE = 1024
+
+
 def _scan_file(path, features, storage_options):
     X = read_features(path, features, storage_options)
     finite = np.isfinite(X)
@@ -237,7 +240,9 @@ def _scan_file(path, features, storage_options):
         "valid": int(valid.sum()),
         "mean": mean,
         "m2": m2,
-        "distinct_hint": int(len(np.unique(Xv[:2048], axis=0))) if len(Xv) else 0,
+        # up to DISTINCT_SAMPLE distinct rows: enough to tell "fewer distinct rows than
+        # components" without a global distinct count
+        "distinct": np.unique(Xv, axis=0)[:DISTINCT_SAMPLE] if len(Xv) else Xv,
     }
 
 
@@ -251,7 +256,18 @@ def _read_block(paths, features, storage_options, drop, mean, scale, dtype):
     return X.astype(dtype, copy=False)
 
 
-def load(source, dtype="float64"):
+def count_distinct(dataset_scans, limit):
+    """Distinct rows across partitions, counted up to ``limit``."""
+    seen = set()
+    for scan in dataset_scans:
+        for row in scan["distinct"]:
+            seen.add(row.tobytes())
+            if len(seen) >= limit:
+                return limit
+    return len(seen)
+
+
+def load(source, dtype="float64", min_distinct_rows=None):
     """Inspect the partitions, scan them once on the cluster, and build the feature array.
 
     The scan pass counts NaN / inf per column and file (``nan_policy: error`` fails
@@ -301,9 +317,19 @@ def load(source, dtype="float64"):
     lowest = np.min([s["min"] for s in scans], axis=0)
     highest = np.max([s["max"] for s in scans], axis=0)
     constant = [c for c, low, high in zip(features, lowest, highest) if low == high]
+    if constant and len(features) > 1 and n_valid > 1:
+        raise DataError(f"source.features: column {constant[0]!r} is constant (the same value "
+                        "in every row); it carries no information and makes the covariances "
+                        "singular: remove it from source.features")
     if constant and source.standardize:
         raise DataError(f"source.features: column {constant[0]!r} is constant; it cannot be "
                         "standardized: remove it from source.features")
+    if min_distinct_rows:
+        distinct = count_distinct(scans, min(min_distinct_rows, DISTINCT_SAMPLE))
+        if distinct < min(min_distinct_rows, DISTINCT_SAMPLE):
+            raise DataError(f"model.n_components: the data have only {distinct} distinct "
+                            f"row(s), fewer than the {min_distinct_rows} components asked "
+                            "for; lower model.n_components (or check for duplicated rows)")
     if source.standardize:
         mean, scale = pooled_mean, np.sqrt(variance)
     # map_blocks over the paths, not a concatenation of from_delayed pieces: concatenate

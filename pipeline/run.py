@@ -108,7 +108,8 @@ def fit_to_staging(config, run_id):
     try:
         with connect(config.cluster):
             t = time.perf_counter()
-            dataset = io.load(config.source, dtype=model_cfg.dtype)
+            dataset = io.load(config.source, dtype=model_cfg.dtype,
+                              min_distinct_rows=max(model_cfg.component_counts()))
             timings["load"] = time.perf_counter() - t
             logger.info("loaded %d rows x %d features from %d partition(s)", dataset.n_rows,
                         len(dataset.features), len(dataset.files))

@@ -156,6 +156,16 @@ def _bad_data_case(tmp_path, name):
         _write(folder, "part.0.parquet", **base)
         (folder / "part.1.parquet").write_bytes(b"not parquet at all" * 10)
         return folder, ["part.1.parquet", "not a readable Parquet file"]
+    if name == "constant":
+        _write(folder, "part.0.parquet", **{**base, "b": np.full(50, 3.5)})
+        return folder, ["'b'", "constant", "remove it from source.features"]
+    if name == "duplicates-only":
+        _write(folder, "part.0.parquet", id=np.arange(50), a=np.ones(50), b=np.ones(50))
+        return folder, ["constant"]
+    if name == "few-distinct":
+        rows = np.tile([[0.0, 1.0], [2.0, 5.0], [7.0, 3.0]], (20, 1))
+        _write(folder, "part.0.parquet", id=np.arange(60), a=rows[:, 0], b=rows[:, 1])
+        return folder, ["only 3 distinct", "model.n_components"]
     if name == "no-rows":
         _write(folder, "part.0.parquet", id=np.arange(0), a=np.zeros(0), b=np.zeros(0))
         return folder, ["no rows"]
@@ -163,14 +173,27 @@ def _bad_data_case(tmp_path, name):
 
 
 @pytest.mark.parametrize("case", ["missing-column", "non-numeric", "boolean", "nan", "inf",
-                                  "empty-glob", "corrupt", "no-rows"])
+                                  "empty-glob", "corrupt", "no-rows", "constant",
+                                  "duplicates-only", "few-distinct"])
 def test_bad_data_fails_with_its_message_and_writes_nothing(prefect_harness, tmp_path,
                                                             address, case):
     data, needles = _bad_data_case(tmp_path, case)
-    path = _config_file(tmp_path, data, address, source={"features": ["a", "b"]})
+    model = {"n_components": [2, 5]} if case == "few-distinct" else {}
+    path = _config_file(tmp_path, data, address, source={"features": ["a", "b"]}, model=model)
     _cli_fails(prefect_harness, ["run", str(path)], *needles)
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if "staging" in p.name]
+
+
+def test_score_with_a_damaged_model_fails_naming_the_file(prefect_harness, tmp_path,
+                                                          good_data, address):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text("{not json")
+    (model / "params.npz").write_bytes(b"")
+    path = _config_file(tmp_path, good_data, address, score={"model_path": str(model)})
+    _cli_fails(prefect_harness, ["score", str(path)], "model.json", "not valid JSON")
+    assert not (tmp_path / "out").exists()
 
 
 def test_debug_shows_the_traceback(tmp_path, good_data):

@@ -274,8 +274,19 @@ def test_standardize_constant_column_is_named(tmp_path, value):
     write(tmp_path / "part.1.parquet", x0=[4.0, 5.0], x1=[value] * 2)
     with pytest.raises(DataError, match="'x1' is constant"):
         load(source(tmp_path, features=["x0", "x1"], standardize=True))
-    # without standardize, a constant column is the model's business, not the loader's
-    load(source(tmp_path, features=["x0", "x1"]))
+    # without standardize too: it only makes the covariances singular
+    with pytest.raises(DataError, match="'x1' is constant .* remove it from source.features"):
+        load(source(tmp_path, features=["x0", "x1"]))
+
+
+def test_fewer_distinct_rows_than_components_is_refused(tmp_path):
+    rows = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    for i in range(2):
+        part = np.repeat(rows, 10, axis=0)
+        write(tmp_path / f"part.{i}.parquet", x0=part[:, 0], x1=part[:, 1])
+    load(source(tmp_path, features=["x0", "x1"]), min_distinct_rows=3)
+    with pytest.raises(DataError, match="only 3 distinct row.* 4 components.*n_components"):
+        load(source(tmp_path, features=["x0", "x1"]), min_distinct_rows=4)
 
 
 def test_standardize_gives_zero_mean_unit_variance(tmp_path):
