@@ -22,7 +22,20 @@ def main(argv=None):
     parser.add_argument("--output", help="the Markdown report (default benchmarks/RESULTS.md; "
                         "the raw numbers go next to it as .json)")
     parser.add_argument("--no-spark", action="store_true", help="leave Spark MLlib out")
+    parser.add_argument("--render", metavar="RESULTS_JSON",
+                        help="only rewrite the Markdown report from a saved RESULTS.json")
     args = parser.parse_args(argv)
+    if args.render:
+        import json
+
+        from benchmarks import report
+
+        with open(args.render) as f:
+            results = json.load(f)
+        output = args.output or os.path.splitext(args.render)[0] + ".md"
+        report.write(results, output)
+        print(output)
+        return
     from benchmarks import suite
 
     suite.run(quick=args.quick, data_dir=args.data_dir, results_path=args.output,

@@ -40,7 +40,7 @@ def kernel_stages(n_samples, n_features, n_components, covariance_types, dtypes,
                     t1 = time.perf_counter()
                     weighted = K._weighted_log_prob(xt, model, work)
                     t2 = time.perf_counter()
-                    log_prob_norm, resp, total = K._log_sum_exp(weighted, work)
+                    log_prob_norm, resp, total = K._log_sum_exp(weighted, work, K._absent(model))
                     resp /= total
                     t3 = time.perf_counter()
                     moments.add(xt, resp, log_prob_norm, model["offsets"], work)

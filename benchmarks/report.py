@@ -146,7 +146,8 @@ def _ceiling(results, dtype="float64"):
     end = results.get("matmul_end", {}).get(dtype)
     if end:
         values.append(end["2 processes x 1 thread"])
-    return sum(values) / len(values)
+    # a busy moment of the shared machine only lowers a measurement: the best is the ceiling
+    return max(values)
 
 
 def render(results):
@@ -187,7 +188,7 @@ def render(results):
         "process for scikit-learn, the JVM for Spark.")
     add("- **GFLOP/s** counts 4·N·K·D² flops per full-covariance iteration (E-step and "
         "second moments); the ceiling is numpy's 4000² matmul in two processes x 1 thread "
-        "at once, measured at the start and end of the same run.\n")
+        "at once, measured at the start and end of the same run (the higher of the two).\n")
 
     add("## Targets\n")
     add("| target | measured | |")
