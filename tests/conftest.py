@@ -1,5 +1,6 @@
 """Shared fixtures: real dask.distributed clusters of worker processes."""
 
+import contextlib
 import json
 import os
 import signal
@@ -87,13 +88,16 @@ def _stop(processes):
             p.wait()
 
 
-@pytest.fixture
-def process_cluster(tmp_path):
-    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1, no fixed ports."""
+@contextlib.contextmanager
+def dask_processes(folder, memory_limit="1GiB", nanny=False):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1, no fixed ports.
+
+    Yields (address, processes); stops them afterwards, also when the test fails.
+    """
     from distributed import Client
 
-    scheduler_file = tmp_path / "scheduler.json"
-    log = open(tmp_path / "cluster.log", "w")
+    scheduler_file = folder / "scheduler.json"
+    log = open(folder / "cluster.log", "w")
     processes = []
     try:
         processes.append(_spawn(["dask_scheduler", "--host", "127.0.0.1", "--port", "0",
@@ -102,11 +106,12 @@ def process_cluster(tmp_path):
         deadline = time.monotonic() + 60
         while not scheduler_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert scheduler_file.exists(), (tmp_path / "cluster.log").read_text()
+        assert scheduler_file.exists(), (folder / "cluster.log").read_text()
         for _ in range(2):
             processes.append(_spawn(["dask_worker", "--scheduler-file", str(scheduler_file),
-                                     "--nthreads", "1", "--memory-limit", "1GiB",
-                                     "--dashboard-address", "127.0.0.1:0", "--no-nanny"], log))
+                                     "--nthreads", "1", "--memory-limit", str(memory_limit),
+                                     "--dashboard-address", "127.0.0.1:0",
+                                     "--nanny" if nanny else "--no-nanny"], log))
         address = json.loads(scheduler_file.read_text())["address"]
         with Client(address, timeout=30) as client:
             client.wait_for_workers(2, timeout=60)
@@ -114,3 +119,16 @@ def process_cluster(tmp_path):
     finally:
         _stop(processes)
         log.close()
+
+
+@pytest.fixture
+def process_cluster(tmp_path):
+    """Two `dask worker` processes without nannies: a killed worker stays dead."""
+    with dask_processes(tmp_path) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def start_dask_processes():
+    """The :func:`dask_processes` context manager, for tests that choose its settings."""
+    return dask_processes
