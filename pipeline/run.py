@@ -128,6 +128,7 @@ def fit_to_staging(config, run_id):
             estimator = result.estimator
             t = time.perf_counter()
             target.begin()
+            logger.info("writing %d partition(s) into %s", len(dataset.files), target.staging)
             partitions = io.write_assignments(dataset, _prepared(estimator, model_cfg.dtype),
                                               estimator.n_components, config.output.columns,
                                               target.staging, target.options)

@@ -145,6 +145,38 @@ def test_a_killed_run_resumes_from_its_checkpoint(prefect_harness, tmp_path, dat
     _assert_same_model(output, reference)
 
 
+@pytest.mark.slow
+def test_a_run_killed_while_writing_leaves_the_previous_output(prefect_harness, tmp_path, data,
+                                                               cluster2):
+    address = cluster2.scheduler_address
+    output = tmp_path / "out"
+    config = _config(tmp_path, data, output, address, n_components=[2, 3])
+    first = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(config)],
+                           capture_output=True, text=True, env=_cli_env(prefect_harness),
+                           timeout=300)
+    assert first.returncode == 0, first.stderr
+    before = {p.relative_to(output): p.read_bytes() for p in output.rglob("*") if p.is_file()}
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(config),
+                                "--set", "model.covariance_type=spherical"],
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env=_cli_env(prefect_harness), start_new_session=True)
+    try:
+        for line in process.stderr:
+            if "writing 4 partition(s) into" in line:
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    after = {p.relative_to(output): p.read_bytes() for p in output.rglob("*") if p.is_file()}
+    assert after == before  # byte for byte, and nothing new inside the output
+    # whatever the killed run had written is in its hidden staging folder only
+    assert all(p.name.startswith(".") for p in tmp_path.iterdir() if "out" in p.name
+               and p != output and p.is_dir())
+
+
 def test_a_checkpoint_of_other_input_is_not_used(tmp_path, data):
     from pipeline.checkpoint import Checkpoint
     from pipeline.config import Output
