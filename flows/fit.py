@@ -3,17 +3,20 @@
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-import flows  # noqa: F401  (Prefect defaults before prefect is imported)
+from flows import IO_RETRIES  # flows/__init__ (Prefect defaults) ran before this module
 from pipeline import run
 from pipeline.config import load_config, parse_config
 from pipeline.report import candidate_table_markdown
-
-IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
 
 
 @task(name="check-output", **IO_RETRIES)
 def check_output(config: dict) -> str:
     return run.check_output(parse_config(config))
+
+
+@task(name="read-input", **IO_RETRIES)
+def read_input(config: dict) -> dict:
+    return run.inspect_input(parse_config(config))
 
 
 @task(name="fit")
@@ -48,6 +51,7 @@ def fit_flow(config_path: str, overrides: list[str] | None = None) -> dict:
     if check_output(resolved) == "skip":
         print(f"{config.output.path} already holds a complete run of this config: skipped")
         return {"run_id": run_id, "skipped": True, "output": config.output.path}
+    read_input(resolved)
     summary = fit_to_staging(resolved, run_id)
     try:
         publish(resolved, run_id, summary["manifest"])

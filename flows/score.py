@@ -2,11 +2,9 @@
 
 from prefect import flow, task
 
-import flows  # noqa: F401  (Prefect defaults before prefect is imported)
+from flows import IO_RETRIES  # flows/__init__ (Prefect defaults) ran before this module
 from pipeline import run
 from pipeline.config import ConfigError, load_config, parse_config
-
-IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
 
 
 @task(name="check-output", **IO_RETRIES)

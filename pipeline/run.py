@@ -48,6 +48,13 @@ def check_output(config):
     return Target(config.output, "check").check(config)
 
 
+def inspect_input(config):
+    """List the partitions and check their schemas (footers only): the I/O a flow retries."""
+    files = io.list_parquet_files(config.source.path, config.source.storage_options)
+    features, rows = io.inspect_schema(config.source, files)
+    return {"files": len(files), "rows": int(sum(rows)), "features": features}
+
+
 def publish(config, run_id, manifest):
     """Commit the staged run (``_SUCCESS.json`` last), then drop the run's checkpoint."""
     path = Target(config.output, run_id).publish(manifest)

@@ -190,3 +190,36 @@ def test_skip_if_complete(prefect_harness, demo_data, tmp_path, cluster2):
     # another config hash is not "complete": it runs again
     assert not fit_flow(str(path), ["model.max_iter=50"]).get("skipped")
     assert yaml.safe_load((output / "config.yaml").read_text())["model"]["max_iter"] == 50
+
+
+def test_reading_is_retried_on_a_transient_error_but_bad_data_is_not(
+        prefect_harness, demo_data, tmp_path, cluster2, monkeypatch):
+    from flows.fit import fit_flow
+    from pipeline import run
+    from pipeline.io import DataError
+
+    data, _ = demo_data
+    config = _config(tmp_path, data, tmp_path / "out", cluster2.scheduler_address,
+                     n_components=[2], covariance_type=["diag"])
+    real = run.inspect_input
+    calls = []
+
+    def flaky(config):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("connection reset by peer (injected)")
+        return real(config)
+
+    monkeypatch.setattr(run, "inspect_input", flaky)
+    assert fit_flow(str(config))["chosen"]
+    assert len(calls) == 2  # retried once, then read
+
+    def bad(config):
+        calls.append(1)
+        raise DataError("part.0.parquet: column 'x' is broken (injected)")
+
+    calls.clear()
+    monkeypatch.setattr(run, "inspect_input", bad)
+    with pytest.raises(DataError, match="injected"):
+        fit_flow(str(config))
+    assert len(calls) == 1  # a bad input is not retried
