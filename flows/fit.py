@@ -3,31 +3,16 @@
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows import IO_RETRIES  # flows/__init__ (Prefect defaults) ran before this module
+from flows.tasks import check_output, read_input, stage_and_publish
 from pipeline import run
 from pipeline.config import load_config, parse_config
 from pipeline.report import candidate_table_markdown
-
-
-@task(name="check-output", **IO_RETRIES)
-def check_output(config: dict) -> str:
-    return run.check_output(parse_config(config))
-
-
-@task(name="read-input", **IO_RETRIES)
-def read_input(config: dict) -> dict:
-    return run.inspect_input(parse_config(config))
 
 
 @task(name="fit")
 def fit_to_staging(config: dict, run_id: str) -> dict:
     # The math is not retried: a failure here is a bug or bad data, not a glitch.
     return run.fit_to_staging(parse_config(config), run_id)
-
-
-@task(name="publish", **IO_RETRIES)
-def publish(config: dict, run_id: str, manifest: dict) -> str:
-    return run.publish(parse_config(config), run_id, manifest)
 
 
 def _publish_artifacts(summary):
@@ -52,11 +37,6 @@ def fit_flow(config_path: str, overrides: list[str] | None = None) -> dict:
         print(f"{config.output.path} already holds a complete run of this config: skipped")
         return {"run_id": run_id, "skipped": True, "output": config.output.path}
     read_input(resolved)
-    summary = fit_to_staging(resolved, run_id)
-    try:
-        publish(resolved, run_id, summary["manifest"])
-    except BaseException:
-        run.discard(parse_config(resolved), run_id)
-        raise
+    summary = stage_and_publish(fit_to_staging, resolved, run_id)
     _publish_artifacts(summary)
     return summary

@@ -2,24 +2,14 @@
 
 from prefect import flow, task
 
-from flows import IO_RETRIES  # flows/__init__ (Prefect defaults) ran before this module
+from flows.tasks import check_output, read_input, stage_and_publish
 from pipeline import run
 from pipeline.config import ConfigError, load_config, parse_config
-
-
-@task(name="check-output", **IO_RETRIES)
-def check_output(config: dict) -> str:
-    return run.check_output(parse_config(config))
 
 
 @task(name="score")
 def score_to_staging(config: dict, run_id: str) -> dict:
     return run.score_to_staging(parse_config(config), run_id)
-
-
-@task(name="publish", **IO_RETRIES)
-def publish(config: dict, run_id: str, manifest: dict) -> str:
-    return run.publish(parse_config(config), run_id, manifest)
 
 
 @flow(name="mixlake-score", log_prints=True)
@@ -33,12 +23,8 @@ def score_flow(config_path: str, overrides: list[str] | None = None) -> dict:
     run_id = run.new_run_id()
     if check_output(resolved) == "skip":
         return {"run_id": run_id, "skipped": True, "output": config.output.path}
-    summary = score_to_staging(resolved, run_id)
-    try:
-        publish(resolved, run_id, summary["manifest"])
-    except BaseException:
-        run.discard(parse_config(resolved), run_id)
-        raise
+    read_input(resolved)
+    summary = stage_and_publish(score_to_staging, resolved, run_id)
     print(f"scored {summary['rows_out']} rows with model {summary['model_id']} into "
           f"{config.output.path}")
     return summary

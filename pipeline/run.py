@@ -181,20 +181,25 @@ def fit_to_staging(config, run_id):
     return summary
 
 
-def fit(config, run_id=None):
-    """The whole fit job without Prefect: check, fit into staging, publish."""
+def _job(config, stage, run_id):
+    """Check the output, stage the run, publish it (or discard it on any failure)."""
     run_id = run_id or new_run_id()
     if check_output(config) == "skip":
         logger.info("output %s already holds a complete run of this config: skipped",
                     config.output.path)
         return {"run_id": run_id, "skipped": True, "output": config.output.path}
-    summary = fit_to_staging(config, run_id)
+    summary = stage(config, run_id)
     try:
         publish(config, run_id, summary["manifest"])
     except BaseException:
         discard(config, run_id)
         raise
     return summary
+
+
+def fit(config, run_id=None):
+    """The whole fit job without Prefect: check, fit into staging, publish."""
+    return _job(config, fit_to_staging, run_id)
 
 
 # ------------------------------------------------------------------ score
@@ -238,13 +243,4 @@ def score_to_staging(config, run_id):
 
 def score(config, run_id=None):
     """The whole score job without Prefect."""
-    run_id = run_id or new_run_id()
-    if check_output(config) == "skip":
-        return {"run_id": run_id, "skipped": True, "output": config.output.path}
-    summary = score_to_staging(config, run_id)
-    try:
-        publish(config, run_id, summary["manifest"])
-    except BaseException:
-        discard(config, run_id)
-        raise
-    return summary
+    return _job(config, score_to_staging, run_id)
