@@ -103,6 +103,7 @@ class Mixlake:
 
     def _measured(self, call, X):
         pids = [os.getpid(), *self.worker_pids]
+        before = [rss_bytes(p) for p in self.worker_pids]
         for pid in pids:
             reset_peak(pid)
         start = time.perf_counter()
@@ -111,7 +112,7 @@ class Mixlake:
         peaks = [peak_bytes(p) for p in self.worker_pids]
         return result, {"seconds": seconds, "peak": max(peaks), "worker_peaks": peaks,
                         "client_peak": peak_bytes(os.getpid()),
-                        "worker_baseline": self.worker_baseline,
+                        "worker_baseline": self.worker_baseline, "worker_rss_before": before,
                         "worker_chunk_bytes": sorted(self._chunk_bytes_per_worker(X).values())}
 
     def fit(self, covariance_type, n_components, max_iter, seed=1):
