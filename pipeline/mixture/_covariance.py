@@ -10,7 +10,8 @@ Statistics of one model (a dict of float64 arrays)::
     loglik  : float, sum over rows of log p(x)
     nk      : (K,), sum of responsibilities
     s       : (K, D), sum r (x - shift_k)
-    S       : full/tied (K, D, D), sum r (x - shift_k)(x - shift_k)^T
+    S       : full (K, D, D), sum r (x - shift_k)(x - shift_k)^T
+              tied (D, D), the sum of those over the components
               diag/spherical (K, D), sum r (x - shift_k)^2
 """
 
@@ -68,7 +69,10 @@ def _covariances_full(stats, shift, reg_covar, eps):
 
 def _covariances_tied(stats, shift, reg_covar, eps):
     nk_raw, nk, means, d = _centered_means(stats, shift, eps)
-    covariance = _scatter_full(stats, nk_raw, d).sum(axis=0) / nk.sum()
+    # sum over k of sum r (x - m_k)(x - m_k)^T, from the summed moments about the shifts
+    sd = stats["s"].T @ d
+    scatter = stats["S"] - sd - sd.T + (nk_raw[:, None] * d).T @ d
+    covariance = scatter / nk.sum()
     covariance.flat[:: means.shape[1] + 1] += reg_covar
     return nk, means, covariance
 

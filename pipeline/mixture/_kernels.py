@@ -31,6 +31,12 @@ loop over components:
 - Statistics of diag/spherical: moments about the center in float64 when the
   expanded form is used (then shifted to each component on the chunk's totals),
   otherwise the same stacked differences as full, reduced elementwise.
+- Statistics of tied: the M-step needs only the sum over components of the scatter
+  matrices, and responsibilities sum to 1 per row, so with the expanded form it is
+  ``sum (x - center)(x - center)^T`` (a D x D product, the same whatever the
+  responsibilities) shifted by the per-component first moments ``sum r [x - center; 1]``
+  (a (K, rows) x (rows, D+1) product): no (K, D+1, rows) array at all. Shifting loses
+  ~ eps * |whitened offset|^2 relative, the bound the expanded E-step already keeps.
 
 Each sub-block's sums are in the compute dtype over at most ``_MAX_BLOCK_ROWS`` rows
 and are accumulated over sub-blocks and chunks in float64.
@@ -288,13 +294,19 @@ class _Moments:
         self.offsets = model["offsets"].astype(np.float64)
         n_components = self.offsets.shape[0]
         self.matrix = _covariance.second_moment_is_matrix(self.covariance_type)
-        self.about_center = not self.matrix and model.get("expanded") is not None
+        self.tied = self.covariance_type == "tied"
+        self.about_center = model.get("expanded") is not None and (
+            self.tied or not self.matrix)
         D = n_features
         self.n = 0
         self.loglik = 0.0
         # rows k: [sum r (x - shift_k) (x - center)^T | sum r (x - shift_k)] over
         # [... ; sum r (x - center)^T | n_k]; or, about the center, sum r [x; x^2; 1]
-        if self.matrix:
+        # (diag, spherical), or sum r [x; 1] and the rows' sum x x^T (tied)
+        if self.about_center and self.tied:
+            self.sums = np.zeros((n_components, D + 1))
+            self.scatter = np.zeros((D, D))
+        elif self.matrix:
             self.sums = np.zeros((n_components, D + 1, D + 1))
         elif self.about_center:
             self.sums = np.zeros((n_components, 2 * D + 1))
@@ -305,6 +317,11 @@ class _Moments:
         self.n += xt.shape[1]
         self.loglik += float(log_prob_norm.sum(dtype=np.float64))
         D = xt.shape[0] - 1
+        if self.about_center and self.tied:
+            xt64 = _float64_rows(xt, work)
+            self.sums += resp.astype(np.float64, copy=False) @ xt64.T
+            self.scatter += xt64[:D] @ xt64[:D].T
+            return
         if self.about_center:
             features = work.get("moments", (2 * D + 1, xt.shape[1]), np.float64)
             xt64 = _float64_rows(xt, work)
@@ -326,12 +343,22 @@ class _Moments:
     def stats(self):
         D = self.offsets.shape[1]
         offsets = self.offsets
-        if self.matrix:
+        if self.about_center and self.tied:
+            nk = self.sums[:, D].copy()
+            first = self.sums[:, :D]
+            s = first - nk[:, None] * offsets
+            # sum_k sum r (x - shift_k)(x - shift_k)^T, about the center
+            cross = first.T @ offsets
+            S = self.scatter - cross - cross.T + (nk[:, None] * offsets).T @ offsets
+            S = 0.5 * (S + S.T)
+        elif self.matrix:
             nk = self.sums[:, D, D].copy()
             s = self.sums[:, :D, D].copy()
             # sum r d x^T - s offset^T = sum r d d^T, with d = x - shift_k
             S = self.sums[:, :D, :D] - s[:, :, None] * offsets[:, None, :]
             S = 0.5 * (S + S.transpose(0, 2, 1))
+            if self.tied:
+                S = S.sum(axis=0)
         elif self.about_center:
             nk = self.sums[:, 2 * D].copy()
             first = self.sums[:, :D]
@@ -346,10 +373,8 @@ class _Moments:
 
 def empty_stats(n_components, n_features, covariance_type):
     D = n_features
-    second = (n_components, D, D) if _covariance.second_moment_is_matrix(covariance_type) else (
-        n_components,
-        D,
-    )
+    second = {"full": (n_components, D, D), "tied": (D, D)}.get(covariance_type,
+                                                               (n_components, D))
     return {
         "n": 0.0,
         "loglik": 0.0,
