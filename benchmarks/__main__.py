@@ -22,6 +22,11 @@ def main(argv=None):
     parser.add_argument("--output", help="the Markdown report (default benchmarks/RESULTS.md; "
                         "the raw numbers go next to it as .json)")
     parser.add_argument("--no-spark", action="store_true", help="leave Spark MLlib out")
+    parser.add_argument("--only", nargs="+", metavar="SECTION",
+                        help="rerun only these sections (matmul, per_iteration, tiny, grid, "
+                        "end_to_end, profile) and merge them into the saved RESULTS.json")
+    parser.add_argument("--shape", action="append", metavar="NAME",
+                        help="with --only per_iteration: only this data set (e.g. '1M x 16, K=8')")
     parser.add_argument("--render", metavar="RESULTS_JSON",
                         help="only rewrite the Markdown report from a saved RESULTS.json")
     args = parser.parse_args(argv)
@@ -39,7 +44,7 @@ def main(argv=None):
     from benchmarks import suite
 
     suite.run(quick=args.quick, data_dir=args.data_dir, results_path=args.output,
-              spark=not args.no_spark)
+              spark=not args.no_spark, only=args.only, shapes=args.shape)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def kernel_stages(n_samples, n_features, n_components, covariance_types, dtypes,
                 spent = dict.fromkeys(STAGES, 0.0)
                 for start, stop in K._sub_blocks(n_samples, k, D):
                     t0 = time.perf_counter()
-                    xt = K._centered_block(Xd[start:stop], model["center"], work)
+                    xt = K._centered_block(Xd[start:stop], model, work)
                     t1 = time.perf_counter()
                     weighted = K._weighted_log_prob(xt, model, work)
                     t2 = time.perf_counter()

@@ -170,7 +170,11 @@ def render(results):
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if k != "numpy"))
     add(f"- {m['java']}")
     add(f"- Load average (1/5/15 min) at start {results.get('load_average_start')}, at end "
-        f"{results.get('load_average_end')}: the machine is shared, see *Noise* below.\n")
+        f"{results.get('load_average_end')}: the machine is shared, see *Noise* below.")
+    for rerun in results.get("rerun", []):
+        add(f"- Sections {', '.join(rerun['sections'])} rerun at {rerun['at']} (load average "
+            f"{rerun['load_average']}) with `python -m benchmarks --only ...`.")
+    add("")
     add("## How it is measured\n")
     add("- **Per iteration** = (T(max_iter=m) − T(max_iter=1)) / (m − 1), `tol=0`, the fit call "
         "alone with the data already loaded: in the process's memory for scikit-learn, "

@@ -73,6 +73,19 @@ def log(message):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def settle(limit=35.0, timeout=15.0):
+    """Wait until the machine is nearly idle (total CPU below ``limit`` percent over a
+    short window, or ``timeout`` seconds): a JVM collecting garbage after Spark's fit,
+    or another process's burst, should not land on the next contestant."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if psutil.cpu_percent(interval=0.3) < limit:
+            return True
+    return False
+
+
 def _median(values):
     return statistics.median(values) if values else None
 
@@ -218,6 +231,7 @@ def per_iteration(shape, folder, spark):
                             "spark_repeats", repeats)):
                         continue
                     for m in (1, max_iter):
+                        settle()
                         result = servers[name].call("fit", covariance_type=covariance_type,
                                                     n_components=k, max_iter=m)
                         samples.setdefault((name, covariance_type), []).append((m, result))
@@ -256,6 +270,7 @@ def grid_per_iteration(plan, folder):
         for _rep in range(plan["repeats"]):
             for name, server in servers.items():
                 for m in (1, plan["max_iter"]):
+                    settle()
                     result = server.call("grid", component_counts=plan["ks"],
                                          covariance_types=plan["types"], max_iter=m)
                     samples.setdefault(name, []).append((m, result))
@@ -309,20 +324,35 @@ def kernel_profile(rows):
 # ------------------------------------------------------------------ main
 
 
-def run(quick=False, data_dir=None, results_path=None, json_path=None, spark=True):
+SECTIONS = ("matmul", "per_iteration", "tiny", "grid", "end_to_end", "profile")
+
+
+def run(quick=False, data_dir=None, results_path=None, json_path=None, spark=True,
+        only=None, shapes=None):
+    """Run the suite (or the sections in ``only``, merged into the saved results)."""
     plan = QUICK if quick else FULL
     data_dir = data_dir or os.path.join(tempfile.gettempdir(), "mixlake-benchmark-data")
     here = os.path.dirname(os.path.abspath(__file__))
     results_path = results_path or os.path.join(here, "RESULTS.md")
     json_path = json_path or os.path.splitext(results_path)[0] + ".json"
     started = time.perf_counter()
-    results = {"plan": _plan_summary(plan), "machine": machine(), "command": _command(quick),
-               "load_average_start": load_average(), "started": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                                time.gmtime())}
+    wanted = set(only or SECTIONS)
+    results = {}
+    if only and os.path.exists(json_path):
+        with open(json_path) as f:
+            results = json.load(f)
+        results.setdefault("rerun", []).append(
+            {"sections": sorted(wanted), "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+             "load_average": load_average()})
+    else:
+        results.update({"plan": _plan_summary(plan), "machine": machine(),
+                        "command": _command(quick), "load_average_start": load_average(),
+                        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+    elapsed = results.get("seconds", 0.0)
 
     def save():
         results["load_average_end"] = load_average()
-        results["seconds"] = time.perf_counter() - started
+        results["seconds"] = elapsed + time.perf_counter() - started
         with open(json_path, "w") as f:
             json.dump(results, f, indent=1, default=float)
         from benchmarks import report
@@ -335,21 +365,29 @@ def run(quick=False, data_dir=None, results_path=None, json_path=None, spark=Tru
         folders[shape["name"]] = data.generate(shape["spec"], data_dir)
     folders["grid"] = data.generate(plan["grid"]["spec"], data_dir)
     log("data ready")
-    results["matmul"] = matmul_ceiling(plan["matmul_n"], plan["matmul_seconds"])
-    save()
-    results["per_iteration"] = {}
-    for shape in plan["shapes"]:
-        results["per_iteration"][shape["name"]] = per_iteration(shape, folders[shape["name"]],
-                                                                spark)
+    if "matmul" in wanted:
+        results["matmul"] = matmul_ceiling(plan["matmul_n"], plan["matmul_seconds"])
         save()
-    results["tiny"] = tiny_overhead(plan["tiny"])
-    results["grid"] = grid_per_iteration(plan["grid"], folders["grid"])
+    if "per_iteration" in wanted:
+        results.setdefault("per_iteration", {})
+        for shape in plan["shapes"]:
+            if shapes and shape["name"] not in shapes:
+                continue
+            results["per_iteration"][shape["name"]] = per_iteration(
+                shape, folders[shape["name"]], spark)
+            save()
+    if "tiny" in wanted:
+        results["tiny"] = tiny_overhead(plan["tiny"])
+    if "grid" in wanted:
+        results["grid"] = grid_per_iteration(plan["grid"], folders["grid"])
     save()
-    with tempfile.TemporaryDirectory(prefix="mixlake-benchmark-") as work_dir:
-        results["end_to_end"] = end_to_end(plan, folders, spark, work_dir)
-    save()
-    results["profile"] = kernel_profile(plan["profile_rows"])
-    if plan["matmul_at_end"]:
+    if "end_to_end" in wanted:
+        with tempfile.TemporaryDirectory(prefix="mixlake-benchmark-") as work_dir:
+            results["end_to_end"] = end_to_end(plan, folders, spark, work_dir)
+        save()
+    if "profile" in wanted:
+        results["profile"] = kernel_profile(plan["profile_rows"])
+    if "matmul" in wanted and plan["matmul_at_end"]:
         results["matmul_end"] = matmul_ceiling(plan["matmul_n"], plan["matmul_seconds"])
     save()
     log(f"done in {time.perf_counter() - started:.0f} s: {results_path}")

@@ -97,21 +97,21 @@ def _whitening_matrix(prec_chol, offsets, covariance_type, dtype):
 def _expanded_form(prec_chol, offsets, covariance_type):
     """Coefficients of the squared distance as a linear form in row features, or None.
 
-    diag/spherical: features ``[x; x^2; 1]`` (x relative to the center); tied:
-    ``[z; |z|^2; 1]`` with ``z = P^T x``. None when the components sit too far from the
+    diag/spherical: features ``[x; 1; x^2]`` (x relative to the center); tied:
+    ``[z; 1; |z|^2]`` with ``z = P^T x``. None when the components sit too far from the
     center (in their own metric) for the expansion to keep the digits.
     """
     n_components, n_features = offsets.shape
     if covariance_type == "tied":
         whitened = offsets @ prec_chol
-        coef = np.hstack([-2.0 * whitened, np.ones((n_components, 1)),
-                          (whitened**2).sum(axis=1, keepdims=True)])
+        coef = np.hstack([-2.0 * whitened, (whitened**2).sum(axis=1, keepdims=True),
+                          np.ones((n_components, 1))])
     elif covariance_type in ("diag", "spherical"):
         precision = (prec_chol if covariance_type == "diag" else prec_chol[:, None]) ** 2
         precision = precision * np.ones(n_features)
         whitened = offsets * np.sqrt(precision)
-        coef = np.hstack([-2.0 * precision * offsets, precision,
-                          (precision * offsets**2).sum(axis=1, keepdims=True)])
+        coef = np.hstack([-2.0 * precision * offsets,
+                          (precision * offsets**2).sum(axis=1, keepdims=True), precision])
     else:
         return None
     if not np.all(np.isfinite(coef)):
@@ -173,7 +173,6 @@ class _Workspace:
 
     def __init__(self):
         self._buffers = {}
-        self.converted = None
 
     def get(self, name, shape, dtype):
         size = math.prod(shape)
@@ -183,26 +182,28 @@ class _Workspace:
         return buffer[:size].reshape(shape)
 
 
-def _centered_block(X, center, work):
-    """``[x - center; 1]`` transposed: (D + 1, rows), in the compute dtype."""
-    n_rows, n_features = X.shape
-    xt = work.get("xt", (n_features + 1, n_rows), center.dtype)
-    np.subtract(X.T, center[:, None], out=xt[:n_features])
-    xt[n_features] = 1
-    work.converted = None
-    return xt
+def _centered_block(X, model, work):
+    """``[x - center; 1]`` transposed: (D + 1, rows).
 
-
-def _float64_rows(xt, work):
-    """The centered block in float64 (the expanded forms need it), converted once per
-    sub-block: the E-step and the statistics share it."""
-    if xt.dtype == np.float64:
+    In the compute dtype for the whitening E-step. In float64 for the expanded forms
+    (whatever the compute dtype: they need it), and then it is the first rows of the
+    expanded features, which for diag/spherical are built here once per sub-block for
+    both the E-step and the statistics: ``[x - center; 1; (x - center)^2]``.
+    """
+    n_rows, D = X.shape
+    center = model["center"]
+    if model.get("expanded") is None:
+        xt = work.get("xt", (D + 1, n_rows), center.dtype)
+        np.subtract(X.T, center[:, None], out=xt[:D])
+        xt[D] = 1
         return xt
-    if work.converted is not xt:
-        out = work.get("xt64", xt.shape, np.float64)
-        out[...] = xt
-        work.converted = xt
-    return work.get("xt64", xt.shape, np.float64)
+    squares = model["covariance_type"] in ("diag", "spherical")
+    features = work.get("features", ((2 * D + 1) if squares else (D + 1), n_rows), np.float64)
+    np.subtract(X.T, center.astype(np.float64)[:, None], out=features[:D])
+    features[D] = 1
+    if squares:
+        np.multiply(features[:D], features[:D], out=features[D + 1 :])
+    return features[: D + 1]
 
 
 def _weighted_log_prob(xt, model, work):
@@ -212,19 +213,17 @@ def _weighted_log_prob(xt, model, work):
     n_components = model["const"].shape[0]
     coef = model.get("expanded")
     if coef is not None:
-        xt64 = _float64_rows(xt, work)
-        features = work.get("features", (coef.shape[1], n_rows), np.float64)
         if model["covariance_type"] == "tied":
-            # z = P^T x; features [z; |z|^2; 1]
+            # z = P^T x; features [z; 1; |z|^2]
+            features = work.get("tied", (n_features + 2, n_rows), np.float64)
             z = features[:n_features]
             np.matmul(model["prec_chol"].T.astype(np.float64, copy=False),
-                      xt64[:n_features], out=z)
-            np.einsum("dn,dn->n", z, z, out=features[n_features])
+                      xt[:n_features], out=z)
+            features[n_features] = 1.0
+            np.einsum("dn,dn->n", z, z, out=features[n_features + 1])
         else:
-            features[:n_features] = xt64[:n_features]
-            np.multiply(xt64[:n_features], xt64[:n_features],
-                        out=features[n_features : 2 * n_features])
-        features[-1] = 1.0
+            # [x; 1; x^2], built with the centered block (xt is its first D + 1 rows)
+            features = work.get("features", (coef.shape[1], n_rows), np.float64)
         dist = work.get("dist64", (n_components, n_rows), np.float64)
         np.matmul(coef, features, out=dist)
     else:
@@ -247,17 +246,27 @@ def _log_sum_exp(weighted_log_prob, work, absent=None):
     the exp on clustered data) and give subnormal numbers that slow the products of the
     statistics. Components of weight 0 (``absent``) still get exactly 0.
     """
-    top = weighted_log_prob.max(axis=0)
-    top[~np.isfinite(top)] = 0
-    scaled = work.get("scaled", weighted_log_prob.shape, weighted_log_prob.dtype)
+    n_rows = weighted_log_prob.shape[1]
+    dtype = weighted_log_prob.dtype
+    # per-row arrays in reused buffers too (see _Moments.add: MALLOC_TRIM_THRESHOLD_)
+    top = work.get("top", (n_rows,), dtype)
+    np.max(weighted_log_prob, axis=0, out=top)
+    finite = work.get("finite", (n_rows,), bool)
+    np.isfinite(top, out=finite)
+    if not finite.all():
+        top[~finite] = 0
+    scaled = work.get("scaled", weighted_log_prob.shape, dtype)
+    total = work.get("total", (n_rows,), dtype)
+    log_prob_norm = work.get("log_prob_norm", (n_rows,), dtype)
     with np.errstate(under="ignore", divide="ignore", invalid="ignore"):
         np.subtract(weighted_log_prob, top, out=scaled)
         np.maximum(scaled, _FLUSH[scaled.dtype.type], out=scaled)
         np.exp(scaled, out=scaled)
         if absent is not None:
             scaled[absent] = 0
-        total = scaled.sum(axis=0)
-        log_prob_norm = np.log(total) + top
+        np.sum(scaled, axis=0, out=total)
+        np.log(total, out=log_prob_norm)
+        log_prob_norm += top
     return log_prob_norm, scaled, total
 
 
@@ -318,22 +327,22 @@ class _Moments:
         self.loglik += float(log_prob_norm.sum(dtype=np.float64))
         D = xt.shape[0] - 1
         if self.about_center and self.tied:
-            xt64 = _float64_rows(xt, work)
-            self.sums += resp.astype(np.float64, copy=False) @ xt64.T
-            self.scatter += xt64[:D] @ xt64[:D].T
+            # xt is float64 here (see _centered_block)
+            self.sums += resp @ xt.T
+            self.scatter += xt[:D] @ xt[:D].T
             return
         if self.about_center:
-            features = work.get("moments", (2 * D + 1, xt.shape[1]), np.float64)
-            xt64 = _float64_rows(xt, work)
-            features[:D] = xt64[:D]
-            np.multiply(xt64[:D], xt64[:D], out=features[D : 2 * D])
-            features[2 * D] = 1.0
-            self.sums += resp.astype(np.float64, copy=False) @ features.T
+            # sum r [x; 1; x^2]: the expanded features of the E-step, as they are
+            features = work.get("features", (2 * D + 1, xt.shape[1]), np.float64)
+            self.sums += resp @ features.T
             return
         diff = _stacked_differences(xt, resp.astype(xt.dtype, copy=False), offsets, work)
         if self.matrix:
             K = diff.shape[0]
-            block = diff.reshape(K * (D + 1), -1) @ xt.T
+            # into a reused buffer: dask's nanny sets MALLOC_TRIM_THRESHOLD_, which makes
+            # glibc map and unmap (and the kernel zero) every large temporary anew
+            block = work.get("block", (K * (D + 1), D + 1), xt.dtype)
+            np.matmul(diff.reshape(K * (D + 1), -1), xt.T, out=block)
             self.sums += block.reshape(K, D + 1, D + 1)
         else:
             # sum r d (x - center) per feature, and sum r d (d: difference to shift_k)
@@ -360,10 +369,10 @@ class _Moments:
             if self.tied:
                 S = S.sum(axis=0)
         elif self.about_center:
-            nk = self.sums[:, 2 * D].copy()
+            nk = self.sums[:, D].copy()
             first = self.sums[:, :D]
             s = first - nk[:, None] * offsets
-            S = self.sums[:, D : 2 * D] - 2.0 * offsets * first + nk[:, None] * offsets**2
+            S = self.sums[:, D + 1 :] - 2.0 * offsets * first + nk[:, None] * offsets**2
         else:
             nk = self.sums[:, D, 1].copy()
             s = self.sums[:, :D, 1].copy()
@@ -411,7 +420,7 @@ def em_chunk(X, models):
             continue
         moments = _Moments(model, n_features)
         for start, stop in _sub_blocks(n_rows, n_components, n_features):
-            xt = _centered_block(X[start:stop], model["center"], work)
+            xt = _centered_block(X[start:stop], model, work)
             log_prob_norm, resp = _responsibilities(xt, model, work)
             moments.add(xt, resp, log_prob_norm, model["offsets"], work)
         out.append(moments.stats())
@@ -426,13 +435,14 @@ def resp_chunk(X, resp, shift, covariance_type):
         return empty_stats(n_components, n_features, covariance_type)
     shift = np.asarray(shift, np.float64)
     center = shift.mean(axis=0)
-    model = {"covariance_type": covariance_type, "offsets": shift - center, "expanded": None}
+    model = {"covariance_type": covariance_type, "offsets": shift - center, "expanded": None,
+             "center": center}
     moments = _Moments(model, n_features)
     work = _Workspace()
     X = np.asarray(X)
     resp = np.asarray(resp)
     for start, stop in _sub_blocks(n_rows, n_components, n_features):
-        xt = _centered_block(X[start:stop].astype(np.float64, copy=False), center, work)
+        xt = _centered_block(X[start:stop].astype(np.float64, copy=False), model, work)
         block_resp = np.ascontiguousarray(resp[start:stop].T, dtype=np.float64)
         moments.add(xt, block_resp, np.zeros(0), model["offsets"], work)
     stats = moments.stats()
@@ -463,7 +473,7 @@ def log_prob_resp(X, model):
     log_resp = np.empty((n_rows, n_components), dtype=X.dtype)
     work = _Workspace()
     for start, stop in _sub_blocks(n_rows, n_components, n_features):
-        xt = _centered_block(X[start:stop], model["center"], work)
+        xt = _centered_block(X[start:stop], model, work)
         weighted_log_prob = _weighted_log_prob(xt, model, work)
         lpn, _, _ = _log_sum_exp(weighted_log_prob, work, _absent(model))
         log_prob_norm[start:stop] = lpn
