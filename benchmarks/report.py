@@ -26,6 +26,27 @@ several times, and the products were per component and skinny. Two things follow
 row, use the expanded form in float64 (guarded, see the kernels' docstring). Sub-blocks are
 sized so the temporaries stay at ~2 MiB. float32 then pays: the products and elementwise
 passes are twice as fast, and only the per-sub-block sums are added in float64.
+
+Second round (2026-11-28, idle machine, one thread, ns per row of 1M x 16, K = 8 unless
+said; the distributed rows are per-iteration times on 2 workers):
+
+| what the profile showed | change | before | after |
+| --- | --- | ---: | ---: |
+| tied spent 70 % in the full-covariance statistics (K (D+1) x rows products), but its M-step \
+needs only their sum over components | the rows' scatter about the center (D x D, independent of\
+ the responsibilities) shifted by the per-component first moments (K x rows product) | 460 ns | \
+164 ns |
+| inside dask workers the kernel ran ~17 % slower (D = 64): the nanny sets \
+`MALLOC_TRIM_THRESHOLD_`, so every large temporary (the 540 KB statistics block per sub-block) \
+is mapped and zeroed anew | all per-sub-block outputs into reused buffers | 9.35 µs (D = 64, \
+with the variable) | 7.9 µs |
+| diag/spherical built `[x; x^2; 1]` twice per sub-block (E-step, statistics) and copied the \
+centered block into it | built once, with the centered block as its first rows | 108 ns | 95 ns \
+|
+| a pass of 8 empty tasks costs ~35 ms on this VM (one task ~11 ms), and work stealing moved 64 \
+MB chunks between workers near the end of a pass (seen in the task stream, D = 64) | one task \
+per worker over the chunks it holds (loosely pinned), first-level merges there | diag pass ~125 \
+ms | ~105 ms |
 """
 
 
@@ -373,20 +394,27 @@ def render(results):
 NOTES = """\
 ## What limits each number
 
-- **full, tied**: half of a pass is the statistics product (K (D+1) x rows) @ (rows x (D+1)).
+- **full**: half of a pass is the statistics product (K (D+1) x rows) @ (rows x (D+1)).
   Its reduction runs over the rows, so OpenBLAS packs both operands for few flops per
-  element and reaches ~30 GFLOP/s on one core (the E-step product ~45); the elementwise
-  passes that build r_k (x − mean_k) cost another fifth. A fused compiled kernel (numba)
-  would save those passes (~20 %), not the product: not worth a new dependency here.
-- **diag, spherical**: about 100 ns per row on one core, spread evenly over centering,
-  the (K, 2D+1) x (2D+1, rows) product, the log-sum-exp and the statistics; at this point
-  Dask's per-pass overhead is a third of an iteration on 1M rows.
-- **Dask overhead**: one pass is one graph round trip. On this 2-vCPU VM a single
-  `client.submit(...).result()` takes ~10 ms, and a pass needs the client, the scheduler and
-  both workers to wake up in turn; the last level of the merge tree runs on the client to
-  save one of those trips.
-- **float32**: the products and the elementwise passes are twice as fast; what does not
-  shrink is the per-sub-block float64 accumulation and the client's M-step.
+  element and reaches ~30 GFLOP/s on one core (the E-step product ~40); building
+  r_k (x − mean_k) costs another fifth. Accumulating about the common center instead would
+  save the subtraction (~10 %) but costs float32 digits in proportion to the squared
+  distance between components; a symmetric (syrk) product would halve the flops of the
+  statistics but is K small products per sub-block. Neither was worth it at 6x sklearn.
+- **1M x 64, K = 16**: the kernel alone runs ~8 µs per row on one core (~33 GFLOP/s, two
+  thirds of the matmul's 49); inside a dask worker it is 10–20 % slower (threads, the
+  event loop), which is the gap between that and the share of the ceiling above.
+- **tied, diag, spherical**: ~100–170 ns per row on one core, spread evenly over centering,
+  the (K, F) x (F, rows) product, the log-sum-exp (8 exp per row) and the statistics; a
+  pass over 1M rows is ~50 ms of arithmetic per worker, and Dask's round trip and the
+  client's M-step add ~30–50 ms to it.
+- **Dask overhead**: one pass is one task per worker plus a `who_has` query; on this 2-vCPU
+  VM a single `client.submit(...).result()` takes ~10 ms, and a pass needs the client, the
+  scheduler and both workers to wake up in turn.
+- **float32**: the products and the elementwise passes are twice as fast; the expanded
+  forms (tied, diag, spherical) compute in float64 whatever the input, so float32 gains
+  there only the memory; per-sub-block float64 accumulation and the client's M-step do not
+  shrink.
 - **Memory**: a worker holds its chunks plus a few MiB of sub-block buffers (the largest
   temporary is 2**18 elements). scikit-learn's full fit allocates N x D temporaries per
   component and N x K arrays for the responsibilities.
