@@ -94,6 +94,28 @@ def test_split_every_changes_only_the_rounding(client2, covariance_type):
                         err_msg=name)
 
 
+def test_a_persisted_pass_is_one_task_per_worker_with_the_same_merge_tree(client2):
+    from distributed import get_task_stream, wait
+
+    from pipeline.mixture import _kernels
+    from pipeline.mixture._chunks import ChunkedData
+
+    X = _blobs(n=6400)
+    persisted = da.from_array(X, chunks=(100, -1)).persist()  # 64 chunks, 8 merge groups
+    wait(persisted)
+    model = _kernels.prepare_model(np.full(3, 1 / 3), X[:3], np.stack([np.eye(3)] * 3),
+                                   "full", np.float64)
+    data = ChunkedData(persisted, persist=True)
+    with get_task_stream(client2) as stream:
+        (ours,) = data.reduce(_kernels.em_chunk, _kernels.combine_sums, [model])
+    keys = {str(task["key"]) for task in stream.data}
+    assert 1 <= len(keys) <= 2 and all("per-worker" in key for key in keys), keys
+    streamed = ChunkedData(da.from_array(X, chunks=(100, -1)), persist=False)
+    (theirs,) = streamed.reduce(_kernels.em_chunk, _kernels.combine_sums, [model])
+    for name in ("n", "loglik", "nk", "s", "S"):
+        assert np.array_equal(ours[name], theirs[name]), name
+
+
 # --------------------------------------------------------------- lazy outputs
 
 
