@@ -94,7 +94,7 @@ def test_split_every_changes_only_the_rounding(client2, covariance_type):
                         err_msg=name)
 
 
-def test_a_persisted_pass_is_one_task_per_worker_with_the_same_merge_tree(client2):
+def _one_pass_per_worker_thread(client, n_threads):
     from distributed import get_task_stream, wait
 
     from pipeline.mixture import _kernels
@@ -106,14 +106,28 @@ def test_a_persisted_pass_is_one_task_per_worker_with_the_same_merge_tree(client
     model = _kernels.prepare_model(np.full(3, 1 / 3), X[:3], np.stack([np.eye(3)] * 3),
                                    "full", np.float64)
     data = ChunkedData(persisted, persist=True)
-    with get_task_stream(client2) as stream:
+    with get_task_stream(client) as stream:
         (ours,) = data.reduce(_kernels.em_chunk, _kernels.combine_sums, [model])
     keys = {str(task["key"]) for task in stream.data}
-    assert 1 <= len(keys) <= 2 and all("per-worker" in key for key in keys), keys
+    assert 1 <= len(keys) <= n_threads and all("per-worker" in key for key in keys), keys
     streamed = ChunkedData(da.from_array(X, chunks=(100, -1)), persist=False)
     (theirs,) = streamed.reduce(_kernels.em_chunk, _kernels.combine_sums, [model])
     for name in ("n", "loglik", "nk", "s", "S"):
         assert np.array_equal(ours[name], theirs[name]), name
+    return len(keys)
+
+
+def test_a_persisted_pass_is_one_task_per_worker_with_the_same_merge_tree(client2):
+    _one_pass_per_worker_thread(client2, n_threads=2)
+
+
+def test_a_persisted_pass_uses_every_thread_of_a_worker():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=3, processes=True,
+                      dashboard_address=None, memory_limit="2GiB") as cluster, \
+            Client(cluster) as client:
+        assert _one_pass_per_worker_thread(client, n_threads=3) == 3
 
 
 # --------------------------------------------------------------- lazy outputs

@@ -5,9 +5,9 @@ each chunk, and the partial results are merged by a tree of ``combine`` calls in
 order (dask's chunk / combine / aggregate idiom), so the result never depends on which
 worker finished first, nor on how many workers there are.
 
-Persisted chunks are passed over with one task per worker, pinned (loosely) to the
-worker that holds them: it runs the kernel on each of its chunks in turn and merges the
-groups of the tree's first level it holds whole; the client merges the rest. Dask's
+Persisted chunks are passed over with one task per worker thread, pinned (loosely) to
+the worker that holds them: it runs the kernel on each of its chunks in turn and merges
+the groups of the tree's first level it holds whole; the client merges the rest. Dask's
 cost per task on a small VM is several milliseconds (measured: a pass of 8 empty tasks
 ~35 ms, of one ~11 ms), a third of an iteration on a million rows with a cheap
 covariance type, and one task per worker never leaves a queued task for work stealing
@@ -86,6 +86,7 @@ class ChunkedData:
             self.chunk_sizes = tuple(int(c) for c in X.chunks[0])
             self._blocks = list(X.to_delayed(optimize_graph=True).ravel())
             self._futures = _chunk_futures(X) if self.persisted else None
+            self._threads = {}
         else:
             self.persisted = True
             self._futures = None
@@ -171,11 +172,20 @@ class ChunkedData:
         return [list(range(start, min(start + self.split_every, self.n_chunks)))
                 for start in range(0, self.n_chunks, self.split_every)]
 
+    def _worker_threads(self, client, workers):
+        """Threads of each worker (asked once, and again when a new worker appears)."""
+        if not set(workers) <= set(self._threads):
+            info = client.scheduler_info(n_workers=-1)["workers"]
+            self._threads = {address: int(w.get("nthreads") or 1)
+                             for address, w in info.items()}
+        return self._threads
+
     def _per_worker(self, func, args, with_index, combine):
-        """One pass over persisted chunks with one task per worker (see module docstring).
+        """One pass over persisted chunks with one task per worker thread (see the module
+        docstring), each over a contiguous run of the chunks its worker holds.
 
         Returns {chunk index: result} and, when ``combine`` is given, {("group", g):
-        combined result} for the first-level groups a worker held whole.
+        combined result} for the first-level groups a task held whole.
         """
         futures = self._futures
         client = futures[0].client
@@ -186,17 +196,26 @@ class ChunkedData:
             # a chunk not in memory (still being computed, or its worker died and dask
             # recomputes it) goes alone, wherever dask chooses
             holders.setdefault(held_by[0] if held_by else ("anywhere", i), []).append(i)
+        threads = self._worker_threads(
+            client, [w for w in holders if not isinstance(w, tuple)])
+        groups = self._groups()
         token = uuid.uuid4().hex[:12]
         name = getattr(func, "__name__", "chunk")
         tasks = []
-        for j, (worker, indices) in enumerate(holders.items()):
-            whole = [(g, members) for g, members in enumerate(self._groups())
-                     if combine is not None and set(members) <= set(indices)]
-            tasks.append(client.submit(
-                _run_chunks, func, args, with_index, combine, indices, whole,
-                *[futures[i] for i in indices], key=f"{name}-per-worker-{token}-{j}",
-                pure=False, **({} if isinstance(worker, tuple) else
-                               {"workers": [worker], "allow_other_workers": True})))
+        for worker, held in holders.items():
+            n_tasks = 1 if isinstance(worker, tuple) else min(len(held), threads.get(worker, 1))
+            for part in np.array_split(np.asarray(held), n_tasks):
+                indices = [int(i) for i in part]
+                mine = set(indices)
+                whole = [] if combine is None else [
+                    (g, members) for g, members in enumerate(groups)
+                    if members[0] in mine and mine.issuperset(members)]
+                tasks.append(client.submit(
+                    _run_chunks, func, args, with_index, combine, indices, whole,
+                    *[futures[i] for i in indices],
+                    key=f"{name}-per-worker-{token}-{len(tasks)}", pure=False,
+                    **({} if isinstance(worker, tuple) else
+                       {"workers": [worker], "allow_other_workers": True})))
         results = {}
         for part in client.gather(tasks):
             results.update(part)
@@ -205,8 +224,9 @@ class ChunkedData:
     def reduce(self, func, combine, *args, with_index=False):
         """One pass over the data: ``func`` per chunk, merged by ``combine`` in chunk order.
 
-        On dask, the levels of the merge tree run on the workers until at most
-        ``split_every`` partial results are left; those come back to the client (each the
+        Persisted dask data: see :meth:`_per_worker`. Otherwise, on dask, the levels of
+        the merge tree run on the workers until at most ``split_every`` partial results
+        are left; those come back to the client (each the
         size of one chunk's result) and the last merge runs here. It is the same tree
         as on numpy input, so the result is the same, and it saves a scheduling round
         trip per pass (a third of the per-iteration overhead on small data).
