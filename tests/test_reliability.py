@@ -56,6 +56,23 @@ def data(tmp_path_factory):
 
 
 @pytest.mark.slow
+
+def _kill_when(process, marker):
+    """SIGKILL the run's process group at the first stderr line containing ``marker``
+    (and in any case before returning); the lines read so far."""
+    seen = []
+    try:
+        for line in process.stderr:
+            seen.append(line)
+            if marker in line:
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return seen
+
 def test_a_worker_killed_mid_fit_gives_the_same_model(process_cluster, data):
     from distributed import Client
 
@@ -110,17 +127,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(prefect_harness, tmp_path, dat
     process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(config)],
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                env=_cli_env(prefect_harness), start_new_session=True)
-    seen = []
-    try:
-        for line in process.stderr:
-            seen.append(line)
-            if "iteration 4:" in line:
-                os.killpg(process.pid, signal.SIGKILL)
-                break
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    seen = _kill_when(process, "iteration 4:")
     assert any("iteration 4:" in line for line in seen), "".join(seen)
     assert not (output / "_SUCCESS.json").exists()
     work = [p for p in tmp_path.iterdir() if p.name.startswith(".out.work-")]
@@ -160,15 +167,7 @@ def test_a_run_killed_while_writing_leaves_the_previous_output(prefect_harness, 
                                 "--set", "model.covariance_type=spherical"],
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                env=_cli_env(prefect_harness), start_new_session=True)
-    try:
-        for line in process.stderr:
-            if "writing 4 partition(s) into" in line:
-                os.killpg(process.pid, signal.SIGKILL)
-                break
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    _kill_when(process, "writing 4 partition(s) into")
     assert process.returncode == -signal.SIGKILL
     after = {p.relative_to(output): p.read_bytes() for p in output.rglob("*") if p.is_file()}
     assert after == before  # byte for byte, and nothing new inside the output
