@@ -141,13 +141,18 @@ class ChunkedData:
             for i, block in enumerate(self._blocks)
         ]
 
+    def _merge_here(self, parts, combine, keep=1):
+        """Merge groups of ``split_every`` parts in chunk order, in this process, until
+        ``keep`` or fewer remain."""
+        while len(parts) > keep:
+            parts = [combine(parts[i : i + self.split_every])
+                     for i in range(0, len(parts), self.split_every)]
+        return parts
+
     def _tree(self, parts, combine, keep=1):
         """Merge groups of ``split_every`` parts in chunk order until ``keep`` or fewer remain."""
         if not self.is_dask:
-            while len(parts) > keep:
-                parts = [combine(parts[i : i + self.split_every])
-                         for i in range(0, len(parts), self.split_every)]
-            return parts
+            return self._merge_here(parts, combine, keep)
         import dask
 
         token = uuid.uuid4().hex[:12]
@@ -226,10 +231,9 @@ class ChunkedData:
 
         Persisted dask data: see :meth:`_per_worker`. Otherwise, on dask, the levels of
         the merge tree run on the workers until at most ``split_every`` partial results
-        are left; those come back to the client (each the
-        size of one chunk's result) and the last merge runs here. It is the same tree
-        as on numpy input, so the result is the same, and it saves a scheduling round
-        trip per pass (a third of the per-iteration overhead on small data).
+        are left; those come back to the client (each the size of one chunk's result) and
+        the last merge runs here. It is the same tree as on numpy input, so the result is
+        the same, and it saves a scheduling round trip per pass.
         """
         self.n_passes += 1
         if self._futures is not None:
@@ -237,11 +241,7 @@ class ChunkedData:
             parts = [results[("group", g)] if ("group", g) in results
                      else combine([results[i] for i in members])
                      for g, members in enumerate(self._groups())]
-            # the rest of the tree, as on numpy input
-            while len(parts) > 1:
-                parts = [combine(parts[i : i + self.split_every])
-                         for i in range(0, len(parts), self.split_every)]
-            return parts[0]
+            return self._merge_here(parts, combine)[0]  # the rest of the same tree
         parts = self.map(func, *args, with_index=with_index)
         parts = self._tree(parts, combine, keep=self.split_every if self.is_dask else 1)
         if self.is_dask:

@@ -55,6 +55,13 @@ def _scatter_full(stats, nk_raw, d):
     return S - sd - sd.transpose(0, 2, 1) + nk_raw[:, None, None] * np.einsum("ki,kj->kij", d, d)
 
 
+def summed_scatter(S, s, nk, d):
+    """sum over k of sum r (x - a_k - d_k)(x - a_k - d_k)^T, from the same moments about
+    the points a_k: ``S`` their scatter summed over k (D, D), ``s`` (K, D) and ``nk``."""
+    sd = s.T @ d
+    return S - sd - sd.T + (nk[:, None] * d).T @ d
+
+
 def _scatter_diag(stats, nk_raw, d):
     return stats["S"] - 2.0 * d * stats["s"] + nk_raw[:, None] * d * d
 
@@ -69,10 +76,7 @@ def _covariances_full(stats, shift, reg_covar, eps):
 
 def _covariances_tied(stats, shift, reg_covar, eps):
     nk_raw, nk, means, d = _centered_means(stats, shift, eps)
-    # sum over k of sum r (x - m_k)(x - m_k)^T, from the summed moments about the shifts
-    sd = stats["s"].T @ d
-    scatter = stats["S"] - sd - sd.T + (nk_raw[:, None] * d).T @ d
-    covariance = scatter / nk.sum()
+    covariance = summed_scatter(stats["S"], stats["s"], nk_raw, d) / nk.sum()
     covariance.flat[:: means.shape[1] + 1] += reg_covar
     return nk, means, covariance
 

@@ -325,8 +325,8 @@ class _Moments:
         n_components = self.offsets.shape[0]
         self.matrix = _covariance.second_moment_is_matrix(self.covariance_type)
         self.tied = self.covariance_type == "tied"
-        self.about_center = model.get("expanded") is not None and (
-            self.tied or not self.matrix)
+        # the expanded forms (tied, diag, spherical; never full) accumulate about the center
+        self.about_center = model.get("expanded") is not None
         D = n_features
         self.n = 0
         self.loglik = 0.0
@@ -377,9 +377,9 @@ class _Moments:
             nk = self.sums[:, D].copy()
             first = self.sums[:, :D]
             s = first - nk[:, None] * offsets
-            # sum_k sum r (x - shift_k)(x - shift_k)^T, about the center
-            cross = first.T @ offsets
-            S = self.scatter - cross - cross.T + (nk[:, None] * offsets).T @ offsets
+            # the rows' scatter is sum_k sum r (x - center)(x - center)^T: responsibilities
+            # sum to 1 per row
+            S = _covariance.summed_scatter(self.scatter, first, nk, offsets)
             S = 0.5 * (S + S.T)
         elif self.matrix:
             nk = self.sums[:, D, D].copy()
