@@ -22,8 +22,8 @@ def retry_transient(task, task_run, state):
     Retrying those would only repeat the same message after the backoff.
     """
     from pipeline.config import ConfigError
-    from pipeline.io import DataError
     from pipeline.output import OutputExistsError
+    from pipeline.storage import DataError
     from pipeline.store import ModelFileError
 
     exc = state.data if isinstance(state.data, BaseException) else None

@@ -1,18 +1,12 @@
-"""The fit flow: check the output -> fit into staging -> publish -> artifacts."""
+"""The fit flow: the run's steps as Prefect tasks, then the BIC report as artifacts."""
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.tasks import check_output, read_input, stage_and_publish
+from flows.tasks import as_task
 from pipeline import run
-from pipeline.config import load_config, parse_config
+from pipeline.config import RunConfig, load_config
 from pipeline.report import candidate_table_markdown
-
-
-@task(name="fit")
-def fit_to_staging(config: dict, run_id: str) -> dict:
-    # The math is not retried: a failure here is a bug or bad data, not a glitch.
-    return run.fit_to_staging(parse_config(config), run_id)
 
 
 def _publish_artifacts(summary):
@@ -28,15 +22,17 @@ def _publish_artifacts(summary):
 
 
 @flow(name="mixlake-fit", log_prints=True)
-def fit_flow(config_path: str, overrides: list[str] | None = None) -> dict:
-    """Fit the config's model grid on its Parquet partitions and publish the results."""
-    config = load_config(config_path, overrides or [])
-    resolved = config.model_dump(mode="json")
-    run_id = run.new_run_id()
-    if check_output(resolved) == "skip":
+def fit_flow(config_path: str, overrides: list[str] | None = None,
+             config: RunConfig | None = None) -> dict:
+    """Fit the config's model grid on its Parquet partitions and publish the results.
+
+    ``config``, when given, is the already parsed config of ``config_path`` (the command
+    parses it once, before anything starts).
+    """
+    config = config or load_config(config_path, overrides or [])
+    summary = run.execute(config, run.FIT, step=as_task)
+    if summary.get("skipped"):
         print(f"{config.output.path} already holds a complete run of this config: skipped")
-        return {"run_id": run_id, "skipped": True, "output": config.output.path}
-    read_input(resolved)
-    summary = stage_and_publish(fit_to_staging, resolved, run_id)
-    _publish_artifacts(summary)
+    else:
+        _publish_artifacts(summary)
     return summary

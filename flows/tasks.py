@@ -1,33 +1,31 @@
-"""The I/O tasks both flows share: each one library call, retried on transient errors."""
+"""The steps of a run as Prefect tasks: :func:`pipeline.run.execute` calls each step
+through :func:`as_task`, so a flow runs exactly the steps the command runs without Prefect.
+
+Tasks receive the parsed :class:`~pipeline.config.RunConfig` and pass small results
+(the input's schema, a summary); retries go on the I/O steps only, never on the math.
+"""
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from flows import IO_RETRIES
-from pipeline import run
-from pipeline.config import parse_config
 
 
-@task(name="check-output", **IO_RETRIES)
-def check_output(config: dict) -> str:
-    return run.check_output(parse_config(config))
+def _run_step(func, args):
+    return func(*args)
 
 
-@task(name="read-input", **IO_RETRIES)
-def read_input(config: dict) -> dict:
-    return run.inspect_input(parse_config(config))
+# the inputs (configs, functions) are not cache keys: every run does its work
+_TASKS = {
+    "check-output": task(name="check-output", cache_policy=NO_CACHE, **IO_RETRIES)(_run_step),
+    "read-input": task(name="read-input", cache_policy=NO_CACHE, **IO_RETRIES)(_run_step),
+    # the math is not retried: a failure there is a bug or bad data, not a glitch
+    "fit": task(name="fit", cache_policy=NO_CACHE)(_run_step),
+    "score": task(name="score", cache_policy=NO_CACHE)(_run_step),
+    "publish": task(name="publish", cache_policy=NO_CACHE, **IO_RETRIES)(_run_step),
+}
 
 
-@task(name="publish", **IO_RETRIES)
-def publish(config: dict, run_id: str, manifest: dict) -> str:
-    return run.publish(parse_config(config), run_id, manifest)
-
-
-def stage_and_publish(stage_task, resolved: dict, run_id: str) -> dict:
-    """Run the staging task, then publish; a failed publish discards the staged run."""
-    summary = stage_task(resolved, run_id)
-    try:
-        publish(resolved, run_id, summary["manifest"])
-    except BaseException:
-        run.discard(parse_config(resolved), run_id)
-        raise
-    return summary
+def as_task(name, func, *args):
+    """Run one step of :func:`pipeline.run.execute` as the Prefect task of that name."""
+    return _TASKS[name](func, args)

@@ -17,8 +17,7 @@ import posixpath
 
 import numpy as np
 
-from pipeline import io
-from pipeline.output import is_local
+from pipeline.storage import filesystem, is_local
 
 logger = logging.getLogger("pipeline.checkpoint")
 
@@ -41,7 +40,7 @@ class Checkpoint:
     def __init__(self, output_config, config_hash):
         self.config_hash = config_hash
         self.location = working_location(output_config, config_hash)
-        self.fs, self.root = io.filesystem(self.location, output_config.storage_options)
+        self.fs, self.root = filesystem(self.location, output_config.storage_options)
 
     def _write(self, name, data):
         # write a new name, never overwrite the file the current state.json points to

@@ -17,7 +17,8 @@ import posixpath
 import shutil
 import tempfile
 
-from pipeline import io
+from pipeline.storage import Location, filesystem, is_local
+from pipeline.storage import strip_file_scheme as _strip
 
 logger = logging.getLogger("pipeline.output")
 
@@ -28,17 +29,9 @@ class OutputExistsError(RuntimeError):
     """The output location already holds a run and the config's mode forbids replacing it."""
 
 
-def is_local(path):
-    return "://" not in path or path.startswith("file://")
-
-
-def _strip(path):
-    return path[len("file://"):] if path.startswith("file://") else path
-
-
 def read_manifest(output_path, storage_options=None):
     """The ``_SUCCESS.json`` of the last completed run at ``output_path``, or None."""
-    fs, root = io.filesystem(output_path, storage_options)
+    fs, root = filesystem(output_path, storage_options)
     path = posixpath.join(root, MANIFEST)
     if not fs.exists(path):
         return None
@@ -55,7 +48,7 @@ def resolve(output_path, storage_options=None):
 
 def resolve_model_path(path, storage_options=None):
     """A model folder, a fit output, or ``<fit output>/model`` -> the model folder to read."""
-    fs, root = io.filesystem(path, storage_options)
+    fs, root = filesystem(path, storage_options)
     if fs.exists(posixpath.join(root, "model.json")):
         return path
     if read_manifest(path, storage_options) is not None:
@@ -81,7 +74,8 @@ class Target:
         else:
             self.prefix = f"runs/{run_id}"
             self.staging = posixpath.join(self.path, self.prefix)
-        self.fs, self._staging_root = io.filesystem(self.staging, self.options)
+        self.location = Location(self.staging, self.options)
+        self.fs, self._staging_root = self.location.fs, self.location.root
 
     # -------------------------------------------------------------- checks
 
@@ -156,7 +150,7 @@ class Target:
         text = json.dumps(manifest, indent=2, sort_keys=True)
         if not self.local:
             manifest = dict(manifest, prefix=self.prefix)
-            fs, root = io.filesystem(self.path, self.options)
+            fs, root = filesystem(self.path, self.options)
             with fs.open(posixpath.join(root, MANIFEST), "w") as handle:
                 handle.write(json.dumps(manifest, indent=2, sort_keys=True))
             logger.info("published %s/%s -> %s", self.path, MANIFEST, self.prefix)

@@ -1,28 +1,33 @@
-"""The fit and score jobs as plain library calls (the Prefect flows wrap these).
+"""The steps of a run, in one place: the ``mixlake`` command and the Prefect flows both
+call :func:`execute`, which checks the output, inspects the input, stages the run and
+publishes it.
 
 Each job stages its files through :class:`pipeline.output.Target` and commits them with
 ``_SUCCESS.json`` last: a failed run leaves no partial output and never touches a
-previous one.
+previous one. The flows run each step as a Prefect task (with retries on the I/O steps)
+by passing their own ``step`` callable; without Prefect each step is a plain call.
 """
 
 import datetime as dt
 import logging
-import posixpath
 import time
 import uuid
+from dataclasses import dataclass
 from importlib import metadata
 
 import numpy as np
 
-from pipeline import io, store
+from pipeline import assign, source, store
 from pipeline.checkpoint import Checkpoint
 from pipeline.cluster import connect
-from pipeline.config import dump_config
+from pipeline.config import ConfigError, dump_config
 from pipeline.mixture import _kernels
 from pipeline.output import OutputExistsError, Target, read_manifest, resolve_model_path
+from pipeline.storage import DataError
 
-__all__ = ["OutputExistsError", "check_output", "discard", "fit", "fit_to_staging",
-           "new_run_id", "publish", "read_manifest", "score", "score_to_staging"]
+__all__ = ["FIT", "SCORE", "Job", "OutputExistsError", "check_output", "discard", "execute",
+           "fit", "fit_to_staging", "inspect_input", "new_run_id", "publish", "read_manifest",
+           "score", "score_to_staging"]
 
 logger = logging.getLogger("pipeline.run")
 
@@ -42,17 +47,24 @@ def versions():
     return out
 
 
+# ------------------------------------------------------------------ the steps
+
+
 def check_output(config):
     """'run', or 'skip' when skip-if-complete finds a complete run of this config; raises
     OutputExistsError for an output that overlaps the input or that mode: error protects."""
     return Target(config.output, "check").check(config)
 
 
-def inspect_input(config):
-    """List the partitions and check their schemas (footers only): the I/O a flow retries."""
-    files = io.list_parquet_files(config.source.path, config.source.storage_options)
-    features, rows = io.inspect_schema(config.source, files)
-    return {"files": len(files), "rows": int(sum(rows)), "features": features}
+def inspect_input(config, features=None):
+    """List the partitions and check their schemas (footers only): the I/O a flow retries.
+
+    Returns
+    -------
+    pipeline.source.Schema
+        Handed on to the staging step, so the footers are read once per run.
+    """
+    return source.inspect(config.source, features)
 
 
 def publish(config, run_id, manifest):
@@ -64,6 +76,52 @@ def publish(config, run_id, manifest):
 
 def discard(config, run_id):
     Target(config.output, run_id).discard()
+
+
+@dataclass(frozen=True)
+class Job:
+    """What differs between the fit and the score job: how the input is inspected and
+    what is staged."""
+
+    name: str
+    inspect: object  # (config) -> Schema
+    stage: object  # (config, schema, run_id) -> summary with a "manifest"
+
+
+def _call(name, func, *args):
+    return func(*args)
+
+
+def execute(config, job, run_id=None, step=_call):
+    """Run ``job`` on ``config``: check the output, inspect the input, stage, publish.
+
+    Parameters
+    ----------
+    config : pipeline.config.RunConfig
+    job : Job
+        :data:`FIT` or :data:`SCORE`.
+    step : callable, optional
+        ``step(name, func, *args)`` runs one step (``check-output``, ``read-input``, the
+        job's name, ``publish``); the flows pass one that runs it as a Prefect task.
+
+    Returns
+    -------
+    summary : dict
+        JSON-able; ``{"skipped": True, ...}`` when skip-if-complete found this run done.
+    """
+    run_id = run_id or new_run_id()
+    if step("check-output", check_output, config) == "skip":
+        logger.info("output %s already holds a complete run of this config: skipped",
+                    config.output.path)
+        return {"run_id": run_id, "skipped": True, "output": config.output.path}
+    schema = step("read-input", job.inspect, config)
+    summary = step(job.name, job.stage, config, schema, run_id)
+    try:
+        step("publish", publish, config, run_id, summary["manifest"])
+    except BaseException:
+        discard(config, run_id)
+        raise
+    return summary
 
 
 def _manifest(config, run_id, model_id, partitions, **extra):
@@ -96,7 +154,7 @@ def _prepared(estimator, dtype):
 # ------------------------------------------------------------------ fit
 
 
-def fit_to_staging(config, run_id):
+def fit_to_staging(config, schema, run_id):
     """Load, select, write assignments, model, report and config into the run's staging.
 
     Returns
@@ -115,13 +173,14 @@ def fit_to_staging(config, run_id):
     try:
         with connect(config.cluster):
             t = time.perf_counter()
-            dataset = io.load(config.source, dtype=model_cfg.dtype,
-                              min_distinct_rows=max(model_cfg.component_counts()))
+            dataset = source.load(config.source, dtype=model_cfg.dtype,
+                                  min_distinct_rows=max(model_cfg.component_counts()),
+                                  schema=schema)
             timings["load"] = time.perf_counter() - t
             logger.info("loaded %d rows x %d features from %d partition(s)", dataset.n_rows,
                         len(dataset.features), len(dataset.files))
             checkpoint = Checkpoint(config.output, config.config_hash())
-            fingerprint = io.fingerprint(dataset.files, config.source.storage_options)
+            fingerprint = source.fingerprint(dataset.files, config.source.storage_options)
             t = time.perf_counter()
             result = select(
                 dataset.X, n_components=model_cfg.component_counts(),
@@ -136,12 +195,12 @@ def fit_to_staging(config, run_id):
             t = time.perf_counter()
             target.begin()
             logger.info("writing %d partition(s) into %s", len(dataset.files), target.staging)
-            partitions = io.write_assignments(dataset, _prepared(estimator, model_cfg.dtype),
-                                              estimator.n_components, config.output.columns,
-                                              target.staging, target.options)
+            partitions = assign.write_assignments(
+                dataset, _prepared(estimator, model_cfg.dtype), estimator.n_components,
+                config.output.columns, target.location)
             preprocessing = ({"mean": dataset.scaler_mean, "scale": dataset.scaler_scale}
                              if dataset.scaler_mean is not None else None)
-            model_id = store.save_model(estimator, posixpath.join(target.staging, "model"),
+            model_id = store.save_model(estimator, target.location.join("model").url,
                                         features=dataset.features, preprocessing=preprocessing,
                                         extra={"run_id": run_id,
                                                "config_hash": config.config_hash()},
@@ -181,56 +240,51 @@ def fit_to_staging(config, run_id):
     return summary
 
 
-def _job(config, stage, run_id):
-    """Check the output, stage the run, publish it (or discard it on any failure)."""
-    run_id = run_id or new_run_id()
-    if check_output(config) == "skip":
-        logger.info("output %s already holds a complete run of this config: skipped",
-                    config.output.path)
-        return {"run_id": run_id, "skipped": True, "output": config.output.path}
-    summary = stage(config, run_id)
-    try:
-        publish(config, run_id, summary["manifest"])
-    except BaseException:
-        discard(config, run_id)
-        raise
-    return summary
-
-
-def fit(config, run_id=None):
-    """The whole fit job without Prefect: check, fit into staging, publish."""
-    return _job(config, fit_to_staging, run_id)
-
-
 # ------------------------------------------------------------------ score
 
 
-def score_to_staging(config, run_id):
-    """Apply the saved model at ``score.model_path`` to the config's source partitions."""
+def require_score(config, origin="config"):
+    """The config, if it names the model to apply; a ConfigError saying how otherwise."""
+    if config.score is None:
+        raise ConfigError(f"{origin}: score.model_path: missing; name the model folder "
+                          "(<fit output>/model) to apply")
+    return config
+
+
+def _model_of(config):
+    """(estimator, meta) of the saved model the score config names."""
     model_path = resolve_model_path(config.score.model_path, config.output.storage_options)
     estimator, meta = store.load_model(model_path, config.output.storage_options)
+    return model_path, estimator, meta
+
+
+def inspect_for_score(config):
+    """The input's schema with the saved model's features (unless the config names them)."""
+    _, _, meta = _model_of(require_score(config))
+    return inspect_input(config, config.source.features or meta["features"])
+
+
+def score_to_staging(config, schema, run_id):
+    """Apply the saved model at ``score.model_path`` to the config's source partitions."""
+    model_path, estimator, meta = _model_of(config)
     target = Target(config.output, run_id)
     started = time.perf_counter()
+    if list(schema.features) != list(meta["features"]):
+        raise DataError(
+            f"source.features: the data's features {schema.features} differ from the model's "
+            f"{meta['features']}; score with the same feature columns, in the same order")
     try:
         with connect(config.cluster):
-            files = io.list_parquet_files(config.source.path, config.source.storage_options)
-            # the model's own features and scaler, never the score config's standardize
-            source = config.source.model_copy(update={
-                "features": config.source.features or meta["features"], "standardize": False})
-            features, _ = io.inspect_schema(source, files)
-            if list(features) != list(meta["features"]):
-                raise io.DataError(
-                    f"source.features: the data's features {features} differ from the model's "
-                    f"{meta['features']}; score with the same feature columns, in the same "
-                    "order")
-            dataset = io.load(source, dtype="float64")
+            # the model's own scaler, never the score config's standardize
+            dataset = source.load(config.source.model_copy(update={"standardize": False}),
+                                  dtype="float64", schema=schema)
             if meta["preprocessing"]:
                 dataset.scaler_mean = meta["preprocessing"]["mean"]
                 dataset.scaler_scale = meta["preprocessing"]["scale"]
             target.begin()
-            partitions = io.write_assignments(
+            partitions = assign.write_assignments(
                 dataset, _prepared(estimator, estimator.dtype or "float64"),
-                estimator.n_components, config.output.columns, target.staging, target.options)
+                estimator.n_components, config.output.columns, target.location)
         target.write_text("config.yaml", dump_config(config))
     except BaseException:
         target.discard()
@@ -241,6 +295,17 @@ def score_to_staging(config, run_id):
             "seconds": round(time.perf_counter() - started, 3), "manifest": manifest}
 
 
+FIT = Job("fit", inspect=lambda config: inspect_input(config),
+          stage=lambda config, schema, run_id: fit_to_staging(config, schema, run_id))
+SCORE = Job("score", inspect=lambda config: inspect_for_score(config),
+            stage=lambda config, schema, run_id: score_to_staging(config, schema, run_id))
+
+
+def fit(config, run_id=None):
+    """The whole fit job without Prefect: check, fit into staging, publish."""
+    return execute(config, FIT, run_id)
+
+
 def score(config, run_id=None):
     """The whole score job without Prefect."""
-    return _job(config, score_to_staging, run_id)
+    return execute(config, SCORE, run_id)

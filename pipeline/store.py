@@ -14,8 +14,8 @@ import zipfile
 
 import numpy as np
 
-from pipeline.io import filesystem
 from pipeline.mixture import GaussianMixture, _covariance
+from pipeline.storage import filesystem
 
 FORMAT = "mixlake-model"
 FORMAT_VERSION = 1

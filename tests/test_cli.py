@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.cli import main
+from flows.cli import main
 
 
 def _write(folder, name, **columns):
@@ -59,7 +59,7 @@ def _fails(capfd, argv, *needles):
 def _cli(api_url, *argv):
     """Run the real command in its own process against the session's Prefect server."""
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *argv], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "flows.cli", *argv], capture_output=True,
                           text=True, env=env, timeout=300)
 
 

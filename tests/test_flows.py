@@ -166,7 +166,7 @@ def test_score_flow_reproduces_fit_assignments(prefect_harness, demo_data, tmp_p
     config["source"]["features"] = ["x0", "x2", "x1"]
     config["output"]["path"] = str(tmp_path / "refused")
     path.write_text(yaml.safe_dump(config))
-    from pipeline.io import DataError
+    from pipeline.storage import DataError
 
     with pytest.raises(DataError, match="differ from the model"):
         score_flow(str(path))
@@ -196,7 +196,7 @@ def test_reading_is_retried_on_a_transient_error_but_bad_data_is_not(
         prefect_harness, demo_data, tmp_path, cluster2, monkeypatch):
     from flows.fit import fit_flow
     from pipeline import run
-    from pipeline.io import DataError
+    from pipeline.storage import DataError
 
     data, _ = demo_data
     config = _config(tmp_path, data, tmp_path / "out", cluster2.scheduler_address,

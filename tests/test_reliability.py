@@ -76,7 +76,7 @@ def _kill_when(process, marker):
 def test_a_worker_killed_mid_fit_gives_the_same_model(process_cluster, data):
     from distributed import Client
 
-    from pipeline import GaussianMixture, io
+    from pipeline import GaussianMixture, source
     from pipeline.config import Source
 
     address, processes = process_cluster
@@ -84,7 +84,7 @@ def test_a_worker_killed_mid_fit_gives_the_same_model(process_cluster, data):
     settings = dict(n_components=3, covariance_type="full", tol=1e-10, max_iter=200,
                     random_state=0, persist=True)
     with Client(address) as client:
-        X = io.load(Source(path=str(data))).X
+        X = source.load(Source(path=str(data))).X
         undisturbed = GaussianMixture(**settings).fit(X)
         pids = client.run(os.getpid)
         victim = sorted(pids.values())[-1]
@@ -124,7 +124,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(prefect_harness, tmp_path, dat
     grid = dict(tol=0, max_iter=25)
     output = tmp_path / "out"
     config = _config(tmp_path, data, output, address, **grid)
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(config)],
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(config)],
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                env=_cli_env(prefect_harness), start_new_session=True)
     seen = _kill_when(process, "iteration 4:")
@@ -133,7 +133,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(prefect_harness, tmp_path, dat
     work = [p for p in tmp_path.iterdir() if p.name.startswith(".out.work-")]
     assert len(work) == 1 and (work[0] / "state.json").is_file()
 
-    rerun = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(config)],
+    rerun = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config)],
                            capture_output=True, text=True, env=_cli_env(prefect_harness),
                            timeout=300)
     assert rerun.returncode == 0, rerun.stderr
@@ -143,7 +143,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(prefect_harness, tmp_path, dat
     assert not work[0].exists()  # the checkpoint is dropped once the run is published
 
     reference = tmp_path / "reference"
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run",
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "run",
                            str(_config(tmp_path, data, reference, address, **grid))],
                           capture_output=True, text=True, env=_cli_env(prefect_harness),
                           timeout=300)
@@ -158,12 +158,12 @@ def test_a_run_killed_while_writing_leaves_the_previous_output(prefect_harness, 
     address = cluster2.scheduler_address
     output = tmp_path / "out"
     config = _config(tmp_path, data, output, address, n_components=[2, 3])
-    first = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(config)],
+    first = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config)],
                            capture_output=True, text=True, env=_cli_env(prefect_harness),
                            timeout=300)
     assert first.returncode == 0, first.stderr
     before = {p.relative_to(output): p.read_bytes() for p in output.rglob("*") if p.is_file()}
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(config),
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(config),
                                 "--set", "model.covariance_type=spherical"],
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                env=_cli_env(prefect_harness), start_new_session=True)
@@ -205,11 +205,11 @@ def test_three_concurrent_runs_match_their_runs_alone(prefect_harness, tmp_path,
         alone.append(_config(tmp_path, data, tmp_path / f"alone{i}", address, **model))
         together.append(_config(tmp_path, data, tmp_path / f"together{i}", address, **model))
     for config in alone:
-        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(config)],
+        done = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config)],
                               capture_output=True, text=True, env=_cli_env(prefect_harness),
                               timeout=300)
         assert done.returncode == 0, done.stderr
-    processes = [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(config)],
+    processes = [subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(config)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                   env=_cli_env(prefect_harness)) for config in together]
     for process in processes:

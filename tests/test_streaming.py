@@ -32,7 +32,7 @@ _rss = lambda: __import__("psutil").Process().memory_info().rss  # noqa: E731
 def test_fit_on_data_three_times_the_cluster_memory(tmp_path, caplog, start_dask_processes):
     from distributed import Client
 
-    from pipeline import GaussianMixture, io
+    from pipeline import GaussianMixture, source
     from pipeline.config import Source
 
     data = tmp_path / "data"
@@ -43,7 +43,7 @@ def test_fit_on_data_three_times_the_cluster_memory(tmp_path, caplog, start_dask
     # workers spawned from pytest would carry pytest's own imports in their baseline
     with start_dask_processes(tmp_path, memory_limit=WORKER_LIMIT, nanny=True) as (address, _), \
             Client(address) as client:
-        dataset = io.load(Source(path=str(data)))
+        dataset = source.load(Source(path=str(data)))
         assert dataset.X.nbytes >= 3 * 2 * WORKER_LIMIT
         workers = set(client.scheduler_info()["workers"])
         peak, done = {}, threading.Event()

@@ -1,7 +1,11 @@
 """The ``mixlake`` command: run, score, demo, validate, serve.
 
+The application on top of the library: it configures logging, parses the config once,
+and runs the steps of :mod:`pipeline.run` as the Prefect flows of this package. It lives
+here, not in ``pipeline``, because the library never imports ``flows``.
+
 Errors print as one clear line and exit non-zero; ``--debug`` shows the traceback.
-The command imports Prefect (through ``flows``) only for the subcommands that run flows.
+Prefect is imported only by the subcommands that run flows.
 """
 
 import argparse
@@ -13,8 +17,8 @@ from pathlib import Path
 
 from pipeline.cluster import ClusterError
 from pipeline.config import ConfigError, dump_config, load_config
-from pipeline.io import DataError
-from pipeline.run import OutputExistsError
+from pipeline.output import OutputExistsError
+from pipeline.storage import DataError
 from pipeline.store import ModelFileError
 
 USER_ERRORS = (ConfigError, DataError, OutputExistsError, ClusterError, ModelFileError,
@@ -80,23 +84,22 @@ def _print_summary(summary, stream=sys.stdout):
 
 
 def _cmd_run(args):
-    load_config(args.config, args.set)  # fail fast, before Prefect starts
+    config = load_config(args.config, args.set)  # once, and before Prefect starts
     from flows.fit import fit_flow
 
     _setup_logging(args.debug)
-    summary = fit_flow(str(Path(args.config).resolve()), list(args.set))
+    summary = fit_flow(str(Path(args.config).resolve()), list(args.set), config=config)
     _print_summary(summary)
 
 
 def _cmd_score(args):
-    config = load_config(args.config, args.set)
-    if config.score is None:
-        raise ConfigError(f"{args.config}: score.model_path: missing; name the model folder "
-                          "(<fit output>/model) to apply")
+    from pipeline.run import require_score
+
+    config = require_score(load_config(args.config, args.set), args.config)
     from flows.score import score_flow
 
     _setup_logging(args.debug)
-    summary = score_flow(str(Path(args.config).resolve()), list(args.set))
+    summary = score_flow(str(Path(args.config).resolve()), list(args.set), config=config)
     if summary.get("skipped"):
         print(f"skipped: {summary['output']} already holds a complete run of this config")
     else:
@@ -111,24 +114,25 @@ def _cmd_demo(args):
     started = time.perf_counter()
     config_path = write_demo(directory)
     print(f"demo data: 6 Parquet partitions under {directory / 'data'}; config {config_path}")
+    config = load_config(config_path, args.set)
     from flows.fit import fit_flow
 
     _setup_logging(args.debug)
-    summary = fit_flow(str(config_path), list(args.set))
+    summary = fit_flow(str(config_path), list(args.set), config=config)
     _print_summary(summary)
     print(f"demo finished in {time.perf_counter() - started:.1f} s: open "
           f"{directory / 'output' / 'report' / 'report.md'}")
 
 
 def _cmd_validate(args):
-    from pipeline.io import inspect_schema, list_parquet_files
+    from pipeline.source import inspect
 
     config = load_config(args.config, args.set)
     print(dump_config(config), end="")
     print(f"# config hash: {config.config_hash()}")
-    files = list_parquet_files(config.source.path, config.source.storage_options)
-    features, rows = inspect_schema(config.source, files)
-    print(f"# {len(files)} partition(s), {sum(rows):,} rows, features: {', '.join(features)}")
+    schema = inspect(config.source)
+    print(f"# {len(schema.files)} partition(s), {schema.n_rows:,} rows, features: "
+          f"{', '.join(schema.features)}")
     print(f"# candidates: {len(config.model.component_counts())} component counts x "
           f"{len(config.model.covariance_types())} covariance types x {config.model.n_init} "
           "init(s)")

@@ -1,4 +1,4 @@
-"""Parquet partitions in (file listing, schema checks, one chunk per file), assignments out.
+"""Parquet partitions in: file listing, schema checks, one chunk per file, the scan's checks.
 
 Real Parquet files in tmp_path; dask's default threaded scheduler (no cluster needed).
 """
@@ -8,48 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from parquet_files import blob_partitions, source, write
 
-from pipeline import GaussianMixture
-from pipeline.config import Source
-from pipeline.io import DataError, inspect_schema, list_parquet_files, load, write_assignments
-from pipeline.mixture import _kernels
-
-
-def write(path, **columns):
-    """A Parquet file at ``path`` with the given columns (lists or numpy arrays)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), path)
-    return path
-
-
-def source(path, **options):
-    return Source(path=str(path), **options)
-
-
-def blob_partitions(folder, sizes=(40, 0, 60), seed=0):
-    """Two well-separated blobs split into files ``part.<i>.parquet`` (one may be empty)."""
-    rng = np.random.default_rng(seed)
-    n = sum(sizes)
-    labels = rng.integers(2, size=n)
-    X = rng.standard_normal((n, 2)) + np.array([[0.0, 0.0], [8.0, 8.0]])[labels]
-    bounds = np.cumsum((0, *sizes))
-    for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
-        write(Path(folder) / f"part.{i}.parquet", id=np.arange(start, stop, dtype=np.int64),
-              name=pa.array([f"row{j}" for j in range(start, stop)], pa.string()),
-              x0=X[start:stop, 0],
-              x1=X[start:stop, 1])
-    return X
-
-
-def read_parts(folder):
-    return [pq.read_table(p) for p in sorted(Path(folder).glob("part.*.parquet"),
-                                             key=lambda p: int(p.name.split(".")[1]))]
-
-
-# ------------------------------------------------------------------ list_parquet_files
+from pipeline.source import inspect_schema, list_parquet_files, load
+from pipeline.storage import DataError
 
 
 def test_list_a_single_file(tmp_path):
@@ -307,97 +270,3 @@ def test_standardize_uses_only_the_kept_rows(tmp_path):
     dataset = load(source(tmp_path, features=["x", "y"], standardize=True, nan_policy="drop"))
     np.testing.assert_allclose(dataset.scaler_mean, [2.0, 2.0])
     np.testing.assert_allclose(dataset.X.compute(), [[-1.0, -1.0], [1.0, 1.0]])
-
-
-# ------------------------------------------------------------------ write_assignments
-
-
-def fitted_model(X, n_components=2):
-    estimator = GaussianMixture(n_components, random_state=0).fit(X)
-    model = _kernels.prepare_model(estimator.weights_, estimator.means_,
-                                   estimator.precisions_cholesky_, estimator.covariance_type,
-                                   np.dtype("float64"))
-    return estimator, model
-
-
-def test_write_assignments_one_part_per_file(tmp_path):
-    X = blob_partitions(tmp_path / "in", sizes=(40, 0, 60))
-    dataset = load(source(tmp_path / "in", features=["x0", "x1"], passthrough=["id", "name"]))
-    estimator, model = fitted_model(X)
-    results = write_assignments(dataset, model, 2, ["probabilities", "log_density"],
-                                str(tmp_path / "out"))
-    assert [r["part"] for r in results] == ["part.0.parquet", "part.1.parquet", "part.2.parquet"]
-    assert [(r["rows_in"], r["rows_out"], r["rows_dropped"]) for r in results] == [
-        (40, 40, 0), (0, 0, 0), (60, 60, 0)]
-    parts = read_parts(tmp_path / "out" / "assignments")
-    assert len(parts) == 3
-    inputs = [pq.read_table(f) for f in dataset.files]
-    for part, table in zip(parts, inputs):
-        assert part.column_names == ["id", "name", "cluster", "prob_0", "prob_1", "log_density"]
-        assert part.schema.field("cluster").type == pa.int32()
-        assert part.select(["id", "name"]).equals(table.select(["id", "name"]))
-    out = pa.concat_tables(parts)
-    proba = np.column_stack([out.column("prob_0").to_numpy(), out.column("prob_1").to_numpy()])
-    cluster = out.column("cluster").to_numpy()
-    np.testing.assert_array_equal(cluster, proba.argmax(axis=1))
-    np.testing.assert_array_equal(cluster, estimator.predict(X))
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
-    np.testing.assert_allclose(proba, estimator.predict_proba(X), rtol=1e-12)
-    np.testing.assert_allclose(out.column("log_density").to_numpy(),
-                               estimator.score_samples(X), rtol=1e-12)
-    assert sum(r["cluster_counts"][k] for r in results for k in range(2)) == 100
-    assert np.bincount(cluster).tolist() == np.sum([r["cluster_counts"] for r in results],
-                                                   axis=0).tolist()
-
-
-def test_write_assignments_keeps_dropped_rows_with_nulls(tmp_path):
-    folder = tmp_path / "in"
-    X = blob_partitions(folder, sizes=(30, 30))
-    raw = X.copy()
-    raw[[3, 10]] = np.nan
-    raw[40, 1] = np.inf
-    write(folder / "part.0.parquet", id=np.arange(30), x0=raw[:30, 0], x1=raw[:30, 1])
-    write(folder / "part.1.parquet", id=np.arange(30, 60), x0=raw[30:, 0], x1=raw[30:, 1])
-    dataset = load(source(folder, features=["x0", "x1"], passthrough=["id"], nan_policy="drop"))
-    assert dataset.rows_dropped == 3
-    estimator, model = fitted_model(dataset.X.compute())
-    results = write_assignments(dataset, model, 2, ["probabilities", "log_density"],
-                                str(tmp_path / "out"))
-    assert [(r["rows_in"], r["rows_out"], r["rows_dropped"]) for r in results] == [
-        (30, 30, 2), (30, 30, 1)]
-    out = pa.concat_tables(read_parts(tmp_path / "out" / "assignments"))
-    assert out.num_rows == 60
-    assert out.column("id").to_pylist() == list(range(60))
-    dropped = ~np.isfinite(raw).all(axis=1)
-    for name in ("cluster", "prob_0", "prob_1", "log_density"):
-        assert out.column(name).is_null().to_numpy(zero_copy_only=False).tolist() == \
-            dropped.tolist(), name
-    kept = out.filter(pa.array(~dropped))
-    np.testing.assert_array_equal(kept.column("cluster").to_numpy(),
-                                  estimator.predict(raw[~dropped]))
-
-
-@pytest.mark.parametrize("columns, expected", [
-    (["probabilities", "log_density"], ["prob_0", "prob_1", "prob_2", "log_density"]),
-    (["probabilities"], ["prob_0", "prob_1", "prob_2"]),
-    (["log_density"], ["log_density"]),
-    ([], []),
-])
-def test_write_assignments_columns_option(tmp_path, columns, expected):
-    X = blob_partitions(tmp_path / "in", sizes=(30,))
-    dataset = load(source(tmp_path / "in", features=["x0", "x1"], passthrough=["id"]))
-    _, model = fitted_model(X, n_components=3)
-    write_assignments(dataset, model, 3, columns, str(tmp_path / "out"))
-    (part,) = read_parts(tmp_path / "out" / "assignments")
-    assert part.column_names == ["id", "cluster", *expected]
-
-
-def test_write_assignments_applies_the_standardization(tmp_path):
-    X = blob_partitions(tmp_path / "in", sizes=(40, 60))
-    dataset = load(source(tmp_path / "in", features=["x0", "x1"], standardize=True))
-    Z = dataset.X.compute()
-    estimator, model = fitted_model(Z)
-    write_assignments(dataset, model, 2, ["probabilities"], str(tmp_path / "out"))
-    out = pa.concat_tables(read_parts(tmp_path / "out" / "assignments"))
-    np.testing.assert_array_equal(out.column("cluster").to_numpy(), estimator.predict(Z))
-    np.testing.assert_allclose(Z, (X - X.mean(axis=0)) / X.std(axis=0), atol=1e-12)

@@ -1,0 +1,103 @@
+"""Assignments: score each input partition with a fitted model and write its result file.
+
+One task per input file, on the workers: read the file's passthrough and feature columns,
+compute the most likely component, the probabilities and the log-density of every row,
+and write ``assignments/part.<i>.parquet`` with the rows in the input's order (rows in =
+rows out; rows with a non-finite feature get nulls).
+"""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.source import features_from_table, read_table
+from pipeline.storage import as_location, release_arrow_memory
+
+
+def assignment_table(X, passthrough_table, model, n_components, columns, mean=None,
+                     scale=None):
+    """The output rows of one partition: passthrough, cluster, prob_k, log_density.
+
+    Rows whose features are not all finite (``nan_policy: drop``) get nulls.
+    """
+    from pipeline.mixture import _kernels
+
+    valid = np.isfinite(X).all(axis=1)
+    Xv = X[valid]
+    if mean is not None:
+        Xv = (Xv - mean) / scale
+    log_prob_norm, log_resp = _kernels.log_prob_resp(Xv.astype(model["center"].dtype), model)
+    n = X.shape[0]
+    arrays = [passthrough_table.column(name) for name in passthrough_table.column_names]
+    names = list(passthrough_table.column_names)
+
+    def add(name, values, arrow_type):
+        arrays.append(pa.array(values, mask=~valid, type=arrow_type))
+        names.append(name)
+
+    labels = np.zeros(n, dtype=np.int32)
+    labels[valid] = log_resp.argmax(axis=1)
+    add("cluster", labels, pa.int32())
+    if "probabilities" in columns:
+        proba = np.zeros((n, n_components))
+        proba[valid] = np.exp(log_resp)
+        for k in range(n_components):
+            add(f"prob_{k}", proba[:, k], pa.float64())
+    if "log_density" in columns:
+        density = np.zeros(n)
+        density[valid] = log_prob_norm
+        add("log_density", density, pa.float64())
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _write_part(index, path, features, passthrough, storage_options, model, n_components,
+                columns, target, mean, scale):
+    table = read_table(path, list(passthrough) + list(features), storage_options)
+    X = features_from_table(table, features)
+    out = assignment_table(X, table.select(list(passthrough)), model, n_components, columns,
+                           mean, scale)
+    part = f"part.{index}.parquet"
+    with target.open(f"assignments/{part}", "wb") as handle:
+        pq.write_table(out, handle)
+    labels = out.column("cluster").drop_null().to_numpy()
+    result = {"file": str(path), "part": part,
+              "rows_in": int(table.num_rows), "rows_out": int(out.num_rows),
+              "rows_dropped": int(out.column("cluster").null_count),
+              "cluster_counts": np.bincount(labels, minlength=n_components).tolist()}
+    del table, out
+    release_arrow_memory()
+    return result
+
+
+def write_assignments(dataset, model, n_components, columns, target, target_options=None):
+    """Write ``assignments/part.<i>.parquet`` under ``target``, one per input file, on the
+    workers.
+
+    Parameters
+    ----------
+    dataset : pipeline.source.Dataset
+    model : dict
+        Prepared by :func:`pipeline.mixture._kernels.prepare_model`.
+    target : pipeline.storage.Location or str
+        The folder the run writes into (a str is read with ``target_options``).
+
+    Returns
+    -------
+    partitions : list of dict
+        Per input file: ``file``, ``part``, ``rows_in``, ``rows_out`` (equal),
+        ``rows_dropped`` and ``cluster_counts``.
+    """
+    import dask
+
+    target = as_location(target, target_options)
+    tasks = [
+        dask.delayed(_write_part, pure=False)(
+            i, f, dataset.features, dataset.passthrough, dataset.storage_options, model,
+            n_components, list(columns), target, dataset.scaler_mean, dataset.scaler_scale)
+        for i, f in enumerate(dataset.files)
+    ]
+    results = list(dask.compute(*tasks))
+    for r in results:
+        if r["rows_in"] != r["rows_out"]:
+            raise RuntimeError(f"{r['file']}: {r['rows_in']} rows in but {r['rows_out']} out")
+    return results

@@ -1,0 +1,106 @@
+"""Assignments out: one file per input partition, rows in order, nulls for dropped rows.
+
+Real Parquet files in tmp_path; dask's default threaded scheduler (no cluster needed).
+"""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from parquet_files import blob_partitions, read_parts, source, write
+
+from pipeline import GaussianMixture
+from pipeline.assign import write_assignments
+from pipeline.mixture import _kernels
+from pipeline.source import load
+
+
+def fitted_model(X, n_components=2):
+    estimator = GaussianMixture(n_components, random_state=0).fit(X)
+    model = _kernels.prepare_model(estimator.weights_, estimator.means_,
+                                   estimator.precisions_cholesky_, estimator.covariance_type,
+                                   np.dtype("float64"))
+    return estimator, model
+
+
+def test_write_assignments_one_part_per_file(tmp_path):
+    X = blob_partitions(tmp_path / "in", sizes=(40, 0, 60))
+    dataset = load(source(tmp_path / "in", features=["x0", "x1"], passthrough=["id", "name"]))
+    estimator, model = fitted_model(X)
+    results = write_assignments(dataset, model, 2, ["probabilities", "log_density"],
+                                str(tmp_path / "out"))
+    assert [r["part"] for r in results] == ["part.0.parquet", "part.1.parquet", "part.2.parquet"]
+    assert [(r["rows_in"], r["rows_out"], r["rows_dropped"]) for r in results] == [
+        (40, 40, 0), (0, 0, 0), (60, 60, 0)]
+    parts = read_parts(tmp_path / "out" / "assignments")
+    assert len(parts) == 3
+    inputs = [pq.read_table(f) for f in dataset.files]
+    for part, table in zip(parts, inputs):
+        assert part.column_names == ["id", "name", "cluster", "prob_0", "prob_1", "log_density"]
+        assert part.schema.field("cluster").type == pa.int32()
+        assert part.select(["id", "name"]).equals(table.select(["id", "name"]))
+    out = pa.concat_tables(parts)
+    proba = np.column_stack([out.column("prob_0").to_numpy(), out.column("prob_1").to_numpy()])
+    cluster = out.column("cluster").to_numpy()
+    np.testing.assert_array_equal(cluster, proba.argmax(axis=1))
+    np.testing.assert_array_equal(cluster, estimator.predict(X))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(proba, estimator.predict_proba(X), rtol=1e-12)
+    np.testing.assert_allclose(out.column("log_density").to_numpy(),
+                               estimator.score_samples(X), rtol=1e-12)
+    assert sum(r["cluster_counts"][k] for r in results for k in range(2)) == 100
+    assert np.bincount(cluster).tolist() == np.sum([r["cluster_counts"] for r in results],
+                                                   axis=0).tolist()
+
+
+def test_write_assignments_keeps_dropped_rows_with_nulls(tmp_path):
+    folder = tmp_path / "in"
+    X = blob_partitions(folder, sizes=(30, 30))
+    raw = X.copy()
+    raw[[3, 10]] = np.nan
+    raw[40, 1] = np.inf
+    write(folder / "part.0.parquet", id=np.arange(30), x0=raw[:30, 0], x1=raw[:30, 1])
+    write(folder / "part.1.parquet", id=np.arange(30, 60), x0=raw[30:, 0], x1=raw[30:, 1])
+    dataset = load(source(folder, features=["x0", "x1"], passthrough=["id"], nan_policy="drop"))
+    assert dataset.rows_dropped == 3
+    estimator, model = fitted_model(dataset.X.compute())
+    results = write_assignments(dataset, model, 2, ["probabilities", "log_density"],
+                                str(tmp_path / "out"))
+    assert [(r["rows_in"], r["rows_out"], r["rows_dropped"]) for r in results] == [
+        (30, 30, 2), (30, 30, 1)]
+    out = pa.concat_tables(read_parts(tmp_path / "out" / "assignments"))
+    assert out.num_rows == 60
+    assert out.column("id").to_pylist() == list(range(60))
+    dropped = ~np.isfinite(raw).all(axis=1)
+    for name in ("cluster", "prob_0", "prob_1", "log_density"):
+        assert out.column(name).is_null().to_numpy(zero_copy_only=False).tolist() == \
+            dropped.tolist(), name
+    kept = out.filter(pa.array(~dropped))
+    np.testing.assert_array_equal(kept.column("cluster").to_numpy(),
+                                  estimator.predict(raw[~dropped]))
+
+
+@pytest.mark.parametrize("columns, expected", [
+    (["probabilities", "log_density"], ["prob_0", "prob_1", "prob_2", "log_density"]),
+    (["probabilities"], ["prob_0", "prob_1", "prob_2"]),
+    (["log_density"], ["log_density"]),
+    ([], []),
+])
+def test_write_assignments_columns_option(tmp_path, columns, expected):
+    X = blob_partitions(tmp_path / "in", sizes=(30,))
+    dataset = load(source(tmp_path / "in", features=["x0", "x1"], passthrough=["id"]))
+    _, model = fitted_model(X, n_components=3)
+    write_assignments(dataset, model, 3, columns, str(tmp_path / "out"))
+    (part,) = read_parts(tmp_path / "out" / "assignments")
+    assert part.column_names == ["id", "cluster", *expected]
+
+
+def test_write_assignments_applies_the_standardization(tmp_path):
+    X = blob_partitions(tmp_path / "in", sizes=(40, 60))
+    dataset = load(source(tmp_path / "in", features=["x0", "x1"], standardize=True))
+    Z = dataset.X.compute()
+    estimator, model = fitted_model(Z)
+    write_assignments(dataset, model, 2, ["probabilities"], str(tmp_path / "out"))
+    out = pa.concat_tables(read_parts(tmp_path / "out" / "assignments"))
+    np.testing.assert_array_equal(out.column("cluster").to_numpy(), estimator.predict(Z))
+    np.testing.assert_allclose(Z, (X - X.mean(axis=0)) / X.std(axis=0), atol=1e-12)
