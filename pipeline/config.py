@@ -166,9 +166,7 @@ class Model(_Section):
             return [n]
         if isinstance(n, ComponentRange):
             return list(range(n.min, n.max + 1, n.step))
-        if not n:
-            raise ConfigError("model.n_components: the list is empty")
-        return sorted(set(n))
+        return sorted(set(n))  # validation refused an empty list
 
     def covariance_types(self):
         c = self.covariance_type
@@ -375,7 +373,6 @@ def parse_config(raw, origin="config", base_dir=None):
         config = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, origin)) from None
-    config.model.component_counts()
     if base_dir is not None:
         base = Path(base_dir)
         config = config.model_copy(update={
