@@ -4,7 +4,7 @@ import os
 
 # One BLAS thread in this process and in every process it starts (before numpy loads):
 # dask's nanny does the same for the workers, and two-thread OpenBLAS collapses when
-# another process holds a core (FIELD-NOTES).
+# another process holds one of the cores: a matmul runs many times slower.
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")

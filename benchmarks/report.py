@@ -217,7 +217,7 @@ def render(results):
         "(dask's nanny sets the same), scikit-learn runs in one process on one thread, Spark "
         "runs `local[2]` (2 cores, its own Java BLAS). So mixlake and Spark use both cores, "
         "scikit-learn one: that is how each is meant to be run on this machine (two OpenBLAS "
-        "threads collapse when another process holds a core, FIELD-NOTES).")
+        "threads collapse when another process holds one of the cores).")
     add("- **Peak memory** = the kernel's high-water mark of resident memory (`VmHWM`), reset "
         "before each measured fit: per worker process for mixlake (and the client), the "
         "process for scikit-learn, the JVM for Spark.")

@@ -31,7 +31,8 @@ FULL = {
          "max_iter": 5},
         {"name": "5M x 16, K=8", "spec": data.Spec(5_000_000, 16), "k": 8, "types": ["full"],
          "spark": True, "float32": False, "repeats": 2, "max_iter": 4, "warm_up": False},
-        # Spark takes ~150 s per fit here: one repeat of it, and no end-to-end run
+        # Spark's slowest fit (measured, see benchmarks/RESULTS.md): one repeat of it, and
+        # no end-to-end run
         {"name": "1M x 64, K=16", "spec": data.Spec(1_000_000, 64, n_true=16), "k": 16,
          "types": ["full"], "spark": True, "float32": False, "repeats": 2, "max_iter": 3,
          "spark_repeats": 1, "warm_up": False, "e2e": False},

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from croniter import CroniterError, croniter
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -165,9 +166,7 @@ class Model(_Section):
             return [n]
         if isinstance(n, ComponentRange):
             return list(range(n.min, n.max + 1, n.step))
-        if not n:
-            raise ConfigError("model.n_components: the list is empty")
-        return sorted(set(n))
+        return sorted(set(n))  # validation refused an empty list
 
     def covariance_types(self):
         c = self.covariance_type
@@ -200,47 +199,32 @@ class Output(_Section):
         return _refuse_secrets(v)
 
 
-_CRON_FIELDS = (  # name, lowest, highest, names
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day of month", 1, 31, ()),
-    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
-                      "nov", "dec")),
-    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
-    ("second", 0, 59, ()),
-)
-_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-# croniter's extensions: last day of the month, last / n-th weekday of the month
-_CRON_EXTRA = {2: re.compile(r"L"), 4: re.compile(r"[0-7]L|[0-7]#[1-5]")}
-
-
-def _cron_value_ok(token, index):
-    _, low, high, names = _CRON_FIELDS[index]
-    if token.isdigit():
-        return low <= int(token) <= high
-    return token.lower() in names
+_CRON_FIELDS = ("minute", "hour", "day of month", "month", "day of week", "second")
 
 
 def _cron_problem(expression):
-    """Why ``expression`` is not a cron expression, or None if it is one."""
-    if expression.strip().lower() in _CRON_MACROS:
-        return None
+    """Why ``expression`` is not a cron expression for Prefect's ``Cron`` schedule, or None.
+
+    Prefect validates cron with croniter (a vendored copy) and refuses croniter's random
+    (R) and hashed (H) fields; so does this, and also croniter's seventh (year) field,
+    which cron lacks. The message names the first field croniter refuses on its own.
+    """
     fields = expression.split()
-    if len(fields) not in (5, 6):
+    macro = expression.strip().startswith("@")  # @daily, @hourly, ...
+    if not macro and len(fields) not in (5, 6):
         return (f"has {len(fields)} field(s), expected 5: "
                 "'minute hour day-of-month month day-of-week'")
-    for index, text in enumerate(fields):
-        name, low, high, _ = _CRON_FIELDS[index]
-        for part in text.split(","):
-            if index in _CRON_EXTRA and _CRON_EXTRA[index].fullmatch(part):
-                continue
-            span, _, step = part.partition("/")
-            if step and not (step.isdigit() and int(step) >= 1):
-                return f"{name} field {text!r}: step {step!r} must be an integer >= 1"
-            bounds = span.split("-")
-            if span != "*" and not (len(bounds) <= 2
-                                    and all(_cron_value_ok(b, index) for b in bounds)):
-                return f"{name} field {text!r} is not *, a value in {low}-{high}, or a range"
+    if any(text.casefold() in ("r", "h") for text in fields):
+        return "croniter's random (R) and hashed (H) fields are not supported"
+    try:
+        croniter.expand(expression)
+    except CroniterError as exc:
+        reason = re.sub(r"^\[.*?\] ", "", str(exc))  # croniter echoes the expression
+        for index, (name, text) in enumerate(zip(_CRON_FIELDS, [] if macro else fields)):
+            alone = " ".join(text if i == index else "*" for i in range(len(fields)))
+            if not croniter.is_valid(alone):
+                return f"{name} field {text!r}: {reason}"
+        return reason
     return None
 
 
@@ -389,7 +373,6 @@ def parse_config(raw, origin="config", base_dir=None):
         config = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, origin)) from None
-    config.model.component_counts()
     if base_dir is not None:
         base = Path(base_dir)
         config = config.model_copy(update={

@@ -167,6 +167,19 @@ def test_bad_cron_names_the_key(cron):
     assert "schedule.cron" in message
 
 
+@pytest.mark.parametrize("cron, words", [
+    ("0 24 * * *", "hour field '24'"),
+    ("0 2 * * mon-fry", "day of week field 'mon-fry'"),
+    ("0 2 * * 5L", "day of week field '5L'"),  # croniter (so Prefect) refuses it
+    ("R 2 * * *", "random (R) and hashed (H)"),  # croniter takes it, Prefect refuses it
+    ("0 2 * * * * *", "has 7 field(s), expected 5"),
+])
+def test_bad_cron_message_says_why(cron, words):
+    message = config_error(raw_with("schedule", cron=cron))
+    assert f"schedule.cron: {cron!r} is not a cron expression: " in message
+    assert words in message
+
+
 @pytest.mark.parametrize("cron", ["0 2 * * *", "*/15 * * * *", "0 0 1,15 * mon-fri",
                                   "30 6 * jan-mar 1-5", "0 12 * * sun", "@daily"])
 def test_good_cron_is_accepted(cron):

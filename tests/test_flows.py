@@ -223,3 +223,77 @@ def test_reading_is_retried_on_a_transient_error_but_bad_data_is_not(
     with pytest.raises(DataError, match="injected"):
         fit_flow(str(config))
     assert len(calls) == 1  # a bad input is not retried
+
+
+# ------------------------------------------------------------------ deployments
+
+
+def _scheduled_config(tmp_path, data, **schedule):
+    path = _config(tmp_path, data, tmp_path / "out")
+    config = yaml.safe_load(path.read_text())
+    config["schedule"] = schedule
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_serve_takes_its_schedule_from_the_config(demo_data, tmp_path, monkeypatch):
+    from flows import deploy
+    from pipeline.config import ConfigError
+
+    served = []
+    monkeypatch.setattr(deploy.fit_flow, "serve", lambda **kwargs: served.append(kwargs))
+    path = _scheduled_config(tmp_path, demo_data[0], cron="0 3 * * *",
+                             timezone="Europe/Berlin")
+    deploy.serve(str(path), ["schedule.cron=30 4 * * mon-fri"])
+    (settings,) = served
+    (schedule,) = settings["schedules"]
+    assert (schedule.cron, schedule.timezone) == ("30 4 * * mon-fri", "Europe/Berlin")
+    assert settings["name"] == "test"
+    assert settings["parameters"] == {"config_path": str(path.resolve()),
+                                      "overrides": ["schedule.cron=30 4 * * mon-fri"]}
+    with pytest.raises(ConfigError, match="schedule.cron: missing"):
+        deploy.serve(str(_config(tmp_path, demo_data[0], tmp_path / "out")))
+    assert len(served) == 1
+
+
+def test_shipped_scheduled_configs_carry_their_cron():
+    from flows.deploy import deployment_settings
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("nightly", "compose"):
+        (schedule,) = deployment_settings(root / "configs" / f"{name}.yaml")["schedules"]
+        assert (schedule.cron, schedule.timezone) == ("0 2 * * *", "UTC")
+
+
+def test_deploy_registers_the_config_schedule_on_the_work_pool(prefect_harness, demo_data,
+                                                               tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from flows.deploy import deploy
+
+    pool = f"mixlake-test-{tmp_path.name}"
+    with get_client(sync_client=True) as client:
+        with pytest.raises(ValueError, match="Could not find work pool"):
+            deploy(str(_scheduled_config(tmp_path, demo_data[0], cron="0 2 * * *")),
+                   work_pool=pool)
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        path = _scheduled_config(tmp_path, demo_data[0], cron="0 3 * * *", timezone="UTC")
+        first = deploy(str(path), ["model.max_iter=50"], work_pool=pool)
+        deployment = client.read_deployment(first)
+        assert deployment.name == "test" and deployment.work_pool_name == pool
+        assert deployment.entrypoint == "flows.fit.fit_flow"
+        # what a worker does with it: import the flow by module, wherever mixlake is installed
+        from prefect.flows import load_flow_from_entrypoint
+
+        assert load_flow_from_entrypoint(deployment.entrypoint).name == "mixlake-fit"
+        assert deployment.parameters == {"config_path": str(path.resolve()),
+                                         "overrides": ["model.max_iter=50"]}
+        assert [(s.schedule.cron, s.schedule.timezone, s.active)
+                for s in deployment.schedules] == [("0 3 * * *", "UTC", True)]
+
+        # a new cron in the config replaces the deployment's schedule
+        again = deploy(str(path), ["schedule.cron=15 1 * * *"], work_pool=pool)
+        assert again == first
+        assert [s.schedule.cron for s in client.read_deployment(first).schedules] == \
+            ["15 1 * * *"]

@@ -8,11 +8,11 @@ worker finished first, nor on how many workers there are.
 Persisted chunks are passed over with one task per worker thread, pinned (loosely) to
 the worker that holds them: it runs the kernel on each of its chunks in turn and merges
 the groups of the tree's first level it holds whole; the client merges the rest. Dask's
-cost per task on a small VM is several milliseconds (measured: a pass of 8 empty tasks
-~35 ms, of one ~11 ms), a third of an iteration on a million rows with a cheap
-covariance type, and one task per worker never leaves a queued task for work stealing
-to move, with its chunk, to the other worker. Data streamed from the source each pass
-(not persisted) goes through a dask graph of one task per chunk instead.
+cost per task is milliseconds, a sizeable share of an iteration on a million rows with
+a cheap covariance type (measured, see benchmarks/RESULTS.md), and one task per worker
+never leaves a queued task for work stealing to move, with its chunk, to the other
+worker. Data streamed from the source each pass (not persisted) goes through a dask
+graph of one task per chunk instead.
 """
 
 import logging
@@ -98,7 +98,6 @@ class ChunkedData:
                 X[start : start + size]
                 for start, size in zip(np.cumsum((0,) + self.chunk_sizes[:-1]), self.chunk_sizes)
             ]
-        self.X = X
         self.offsets = np.concatenate([[0], np.cumsum(self.chunk_sizes)]).astype(np.int64)
 
     @property
