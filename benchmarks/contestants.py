@@ -84,11 +84,11 @@ class Mixlake:
         if dtype not in self._arrays:
             from distributed import wait
 
-            from pipeline import io
+            from pipeline import source as input_source
             from pipeline.config import Source
 
             source = Source(path=self.folder, features=data.features(self.spec))
-            X = io.load(source, dtype=dtype).X.persist()
+            X = input_source.load(source, dtype=dtype).X.persist()
             wait(X)
             self._arrays[dtype] = X
         return self._arrays[dtype]
@@ -143,7 +143,7 @@ class Mixlake:
 def _import_worker_libraries():
     import pyarrow.parquet  # noqa: F401
 
-    import pipeline.io  # noqa: F401
+    import pipeline.source  # noqa: F401
     from pipeline.mixture import _kernels  # noqa: F401
 
 

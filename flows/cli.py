@@ -34,14 +34,19 @@ class _DropTracebacks(logging.Filter):
         return True
 
 
-def _setup_logging(debug):
-    """Show the library's progress (each EM iteration) on stderr; Prefect logs its own."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+def _setup_logging(debug, prefect):
+    """Show the library's progress (each EM iteration) on stderr, once.
+
+    Under Prefect, Prefect's own handlers already carry the library's records (to the
+    console and to the server: ``PREFECT_LOGGING_EXTRA_LOGGERS``), so a handler of ours
+    would print every line twice; without Prefect, ours is the only one.
+    """
     library = logging.getLogger("pipeline")
     library.setLevel(logging.INFO)
-    if not any(getattr(h, "_mixlake", False) for h in library.handlers):
+    if not prefect and not any(getattr(h, "_mixlake", False) for h in library.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"))
         handler._mixlake = True
         library.addHandler(handler)
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -83,23 +88,48 @@ def _print_summary(summary, stream=sys.stdout):
     print("\n".join(lines), file=stream)
 
 
-def _cmd_run(args):
-    config = load_config(args.config, args.set)  # once, and before Prefect starts
-    from flows.fit import fit_flow
+def prefect_configured():
+    """Whether a Prefect server is configured: PREFECT_API_URL in the environment or in the
+    active Prefect profile. Read without importing Prefect, which costs seconds."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    import tomllib
 
-    _setup_logging(args.debug)
-    summary = fit_flow(str(Path(args.config).resolve()), list(args.set), config=config)
-    _print_summary(summary)
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+    try:
+        profiles = tomllib.loads((home / "profiles.toml").read_text())
+    except (OSError, ValueError):
+        return False
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
+    return bool(profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"))
+
+
+def _execute(args, config, config_path, job_name):
+    """Run the job as a Prefect flow run when Prefect is wanted, else the same steps
+    directly: a plain run does not start a Prefect server it would throw away."""
+    from pipeline import run
+
+    if args.prefect or prefect_configured():
+        if job_name == "fit":
+            from flows.fit import fit_flow as flow
+        else:
+            from flows.score import score_flow as flow
+        _setup_logging(args.debug, prefect=True)
+        return flow(str(Path(config_path).resolve()), list(args.set), config=config)
+    _setup_logging(args.debug, prefect=False)
+    return run.execute(config, run.FIT if job_name == "fit" else run.SCORE)
+
+
+def _cmd_run(args):
+    config = load_config(args.config, args.set)  # once, and before anything starts
+    _print_summary(_execute(args, config, args.config, "fit"))
 
 
 def _cmd_score(args):
     from pipeline.run import require_score
 
     config = require_score(load_config(args.config, args.set), args.config)
-    from flows.score import score_flow
-
-    _setup_logging(args.debug)
-    summary = score_flow(str(Path(args.config).resolve()), list(args.set), config=config)
+    summary = _execute(args, config, args.config, "score")
     if summary.get("skipped"):
         print(f"skipped: {summary['output']} already holds a complete run of this config")
     else:
@@ -115,11 +145,7 @@ def _cmd_demo(args):
     config_path = write_demo(directory)
     print(f"demo data: 6 Parquet partitions under {directory / 'data'}; config {config_path}")
     config = load_config(config_path, args.set)
-    from flows.fit import fit_flow
-
-    _setup_logging(args.debug)
-    summary = fit_flow(str(config_path), list(args.set), config=config)
-    _print_summary(summary)
+    _print_summary(_execute(args, config, config_path, "fit"))
     print(f"demo finished in {time.perf_counter() - started:.1f} s: open "
           f"{directory / 'output' / 'report' / 'report.md'}")
 
@@ -141,8 +167,15 @@ def _cmd_validate(args):
 def _cmd_serve(args):
     from flows.deploy import serve
 
-    _setup_logging(args.debug)
+    _setup_logging(args.debug, prefect=True)
     serve(args.config, list(args.set))
+
+
+def _cmd_deploy(args):
+    from flows.deploy import deploy
+
+    _setup_logging(args.debug, prefect=True)
+    print(deploy(args.config, list(args.set), work_pool=args.pool))
 
 
 def build_parser():
@@ -159,16 +192,26 @@ def build_parser():
                        help="override a config value, e.g. model.n_components=5")
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show tracebacks on errors")
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, prefect=False)
         return p
 
-    add("run", _cmd_run, "fit the config's model grid and write results (Prefect flow)")
-    add("score", _cmd_score, "apply a saved model (score.model_path) to the source data")
-    demo = add("demo", _cmd_demo, "write a demo data set and run the fit flow on it",
-               config=False)
+    def with_prefect(p):
+        p.add_argument("--prefect", action="store_true",
+                       help="record the run in Prefect even without a configured server "
+                            "(starts a temporary one)")
+        return p
+
+    with_prefect(add("run", _cmd_run, "fit the config's model grid and write results"))
+    with_prefect(add("score", _cmd_score,
+                     "apply a saved model (score.model_path) to the source data"))
+    demo = with_prefect(add("demo", _cmd_demo, "write a demo data set and fit it",
+                            config=False))
     demo.add_argument("--dir", default="mixlake-demo", help="where to put data and output")
     add("validate", _cmd_validate, "check a config and its input's schema, without fitting")
-    add("serve", _cmd_serve, "serve the fit flow on the config's cron schedule")
+    add("serve", _cmd_serve, "serve the fit flow on the config's cron schedule (Prefect)")
+    deploy = add("deploy", _cmd_deploy,
+                 "create or update the fit flow's deployment on a Prefect work pool")
+    deploy.add_argument("--pool", default="mixlake", help="the work pool (default mixlake)")
     return parser
 
 

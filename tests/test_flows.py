@@ -94,6 +94,30 @@ def test_fit_flow_end_to_end_on_embedded_cluster(prefect_harness, demo_data, tmp
     assert kinds == {"candidates": "table", "bic-report": "markdown"}
 
 
+def test_the_flow_and_the_plain_run_write_the_same_output(prefect_harness, demo_data,
+                                                          tmp_path, cluster2):
+    """The command runs the steps directly unless Prefect is configured; the flow runs the
+    same steps as tasks: the same data files, bit for bit."""
+    from flows.fit import fit_flow
+    from pipeline import run
+    from pipeline.config import load_config
+
+    data, _ = demo_data
+    outputs = {}
+    for way in ("flow", "plain"):
+        path = _config(tmp_path, data, tmp_path / way, cluster2.scheduler_address,
+                       n_components=[2, 3], covariance_type=["full", "diag"])
+        if way == "flow":
+            summary = fit_flow(str(path))
+        else:
+            summary = run.execute(load_config(path), run.FIT)
+        assert summary["chosen"].endswith("k3-init0")
+        outputs[way] = {name: content for name, content in _tree_bytes(tmp_path / way).items()
+                        if name.startswith(("assignments/", "model/params.npz"))}
+    assert len(outputs["flow"]) == 7  # six assignment files and the parameters
+    assert outputs["flow"] == outputs["plain"]
+
+
 def test_rerun_is_identical_and_mode_error_refuses(prefect_harness, demo_data, tmp_path,
                                                     cluster2):
     from flows.fit import fit_flow
