@@ -183,6 +183,22 @@ class Cluster(_Section):
     local_directory: str | None = None
     connect_timeout: Annotated[float, Field(gt=0)] = 30.0
 
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _bytes(cls, v):
+        """What dask's LocalCluster accepts: 'auto', a number of bytes, or '4GiB'."""
+        if isinstance(v, bool) or (isinstance(v, int) and v < 0):
+            raise ValueError(f"{v!r} is not a memory size; use 'auto', bytes, or e.g. '4GiB'")
+        if isinstance(v, str) and v != "auto":
+            from dask.utils import parse_bytes
+
+            try:
+                parse_bytes(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not a memory size; use 'auto', a number of "
+                                 "bytes, or a size such as '4GiB' or '512MB'") from None
+        return v
+
 
 class Output(_Section):
     """Where results go and what happens when something is already there."""

@@ -22,8 +22,16 @@ from pipeline.checkpoint import Checkpoint
 from pipeline.cluster import connect
 from pipeline.config import ConfigError, dump_config
 from pipeline.mixture import _kernels
-from pipeline.output import OutputExistsError, Target, read_manifest, resolve_model_path
-from pipeline.storage import DataError
+from pipeline.output import (
+    OutputExistsError,
+    Target,
+    locked,
+    read_manifest,
+    repair,
+    resolve_model_path,
+)
+from pipeline.storage import DataError, is_local
+from pipeline.store import ModelFileError
 
 __all__ = ["FIT", "SCORE", "Job", "OutputExistsError", "check_output", "discard", "execute",
            "fit", "fit_to_staging", "inspect_input", "new_run_id", "publish", "read_manifest",
@@ -110,6 +118,23 @@ def execute(config, job, run_id=None, step=_call):
         JSON-able; ``{"skipped": True, ...}`` when skip-if-complete found this run done.
     """
     run_id = run_id or new_run_id()
+    with locked(config.output.path, run_id):
+        if is_local(config.output.path):
+            repair(config.output.path)
+        try:
+            return _steps(config, job, run_id, step)
+        except DETERMINISTIC_ERRORS:
+            # a rerun would fail the same way: its checkpoint is of no use to anyone
+            Checkpoint(config.output, config.config_hash()).clear()
+            raise
+
+
+# Failures a rerun of the same config on the same data cannot change (bad config, bad
+# data, a model that cannot be fitted); a kill or a lost cluster raises none of them.
+DETERMINISTIC_ERRORS = (ConfigError, DataError, ModelFileError, ValueError)
+
+
+def _steps(config, job, run_id, step):
     if step("check-output", check_output, config) == "skip":
         logger.info("output %s already holds a complete run of this config: skipped",
                     config.output.path)

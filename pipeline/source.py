@@ -26,9 +26,6 @@ from pipeline.storage import DataError, filesystem, reading, release_arrow_memor
 logger = logging.getLogger("pipeline.source")
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
-# Distinct rows kept per file by the scan: enough to tell "fewer distinct rows than
-# components" for any n_components up to this many without a global distinct count.
-DISTINCT_SAMPLE = 1024
 
 
 # ------------------------------------------------------------------ files
@@ -224,7 +221,7 @@ class Dataset:
         return int(sum(self.rows) - sum(self.valid_rows))
 
 
-def _scan_file(path, features, storage_options):
+def _scan_file(path, features, storage_options, distinct_limit):
     X = read_features(path, features, storage_options)
     valid = np.isfinite(X).all(axis=1)
     Xv = X[valid]
@@ -240,7 +237,9 @@ def _scan_file(path, features, storage_options):
         "valid": int(valid.sum()),
         "mean": mean,
         "m2": m2,
-        "distinct": np.unique(Xv, axis=0)[:DISTINCT_SAMPLE] if len(Xv) else Xv,
+        # up to distinct_limit distinct rows: enough to tell "fewer distinct rows than
+        # components" without a global distinct count
+        "distinct": np.unique(Xv, axis=0)[:distinct_limit] if distinct_limit else Xv[:0],
     }
 
 
@@ -299,8 +298,8 @@ def _check_scans(source, schema, scans, min_distinct_rows):
         raise DataError(f"source.features: column {constant[0]!r} is constant; it cannot be "
                         "standardized: remove it from source.features")
     if min_distinct_rows:
-        distinct = count_distinct(scans, min(min_distinct_rows, DISTINCT_SAMPLE))
-        if distinct < min(min_distinct_rows, DISTINCT_SAMPLE):
+        distinct = count_distinct(scans, min_distinct_rows)
+        if distinct < min_distinct_rows:
             raise DataError(f"model.n_components: the data have only {distinct} distinct "
                             f"row(s), fewer than the {min_distinct_rows} components asked "
                             "for; lower model.n_components (or check for duplicated rows)")
@@ -339,7 +338,13 @@ def load(source, dtype="float64", min_distinct_rows=None, schema=None):
                         "all empty)")
     so = source.storage_options
     features = schema.features
-    scans = dask.compute(*[dask.delayed(_scan_file, pure=True)(f, features, so)
+    if min_distinct_rows and min_distinct_rows > schema.n_rows:
+        raise DataError(f"model.n_components: {min_distinct_rows} components asked for, but "
+                        f"the input has only {schema.n_rows} row(s); lower "
+                        "model.n_components")
+    distinct_limit = min_distinct_rows or 0
+    scans = dask.compute(*[dask.delayed(_scan_file, pure=True)(f, features, so,
+                                                               distinct_limit)
                            for f in schema.files])
     _check_scans(source, schema, scans, min_distinct_rows)
     valid_rows = [s["valid"] for s in scans]

@@ -90,6 +90,7 @@ def test_unknown_key_names_its_path(tmp_path, good_data, capfd):
     ("source.nan_policy=ignore", "source.nan_policy"),
     ("output.mode=replace", "output.mode"),
     ("cluster.n_workers=0", "cluster.n_workers"),
+    ("cluster.memory_limit=lots", "cluster.memory_limit"),
     ("schedule.cron=daily", "schedule.cron"),
     ("model.n_components", "expected key.path=value"),
 ])
@@ -166,6 +167,14 @@ def _bad_data_case(tmp_path, name):
         rows = np.tile([[0.0, 1.0], [2.0, 5.0], [7.0, 3.0]], (20, 1))
         _write(folder, "part.0.parquet", id=np.arange(60), a=rows[:, 0], b=rows[:, 1])
         return folder, ["only 3 distinct", "model.n_components"]
+    if name == "more-components-than-rows":
+        _write(folder, "part.0.parquet", **base)
+        return folder, ["model.n_components", "2000 components", "only 50 row(s)"]
+    if name == "huge-values":
+        a = base["a"].copy()
+        a[:3] = 1e308
+        _write(folder, "part.0.parquet", **{**base, "a": a})
+        return folder, ["every candidate failed", "scale the input data"]
     if name == "no-rows":
         _write(folder, "part.0.parquet", id=np.arange(0), a=np.zeros(0), b=np.zeros(0))
         return folder, ["no rows"]
@@ -174,15 +183,20 @@ def _bad_data_case(tmp_path, name):
 
 @pytest.mark.parametrize("case", ["missing-column", "non-numeric", "boolean", "nan", "inf",
                                   "empty-glob", "corrupt", "no-rows", "constant",
-                                  "duplicates-only", "few-distinct"])
+                                  "duplicates-only", "few-distinct",
+                                  "more-components-than-rows", "huge-values"])
 def test_bad_data_fails_with_its_message_and_writes_nothing(prefect_harness, tmp_path,
                                                             address, case):
     data, needles = _bad_data_case(tmp_path, case)
-    model = {"n_components": [2, 5]} if case == "few-distinct" else {}
+    model = {"few-distinct": {"n_components": [2, 5]},
+             "more-components-than-rows": {"n_components": 2000}}.get(case, {})
     path = _config_file(tmp_path, data, address, source={"features": ["a", "b"]}, model=model)
+    before = sorted(p.name for p in tmp_path.iterdir())
     _cli_fails(prefect_harness, ["run", str(path)], *needles)
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if "staging" in p.name]
+    # no checkpoint, staging, previous or lock left: a rerun could not change the outcome
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_score_with_a_damaged_model_fails_naming_the_file(prefect_harness, tmp_path,

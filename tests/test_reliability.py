@@ -176,6 +176,84 @@ def test_a_run_killed_while_writing_leaves_the_previous_output(prefect_harness, 
                and p != output and p.is_dir())
 
 
+def _plain_env(**extra):
+    """The command without Prefect (no server configured): the direct run path."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    return {**env, **extra}
+
+
+def _tree(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["publish:staged", "publish:exchanged"])
+def test_a_run_killed_in_the_publish_step_leaves_a_complete_output(tmp_path, data, cluster2,
+                                                                   point):
+    """SIGKILL at each step of the commit: the output is the previous run byte for byte
+    (before the exchange) or the complete new one (after it); the next run repairs what
+    was left, says so, and succeeds with the undisturbed model."""
+    address = cluster2.scheduler_address
+    output = tmp_path / "out"
+    config = _config(tmp_path, data, output, address, n_components=[2, 3])
+    first = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config)],
+                           capture_output=True, text=True, env=_plain_env(), timeout=300)
+    assert first.returncode == 0, first.stderr
+    before = _tree(output)
+    changed = ["--set", "model.covariance_type=spherical"]
+    killed = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config), *changed],
+                            capture_output=True, text=True, timeout=300,
+                            env=_plain_env(MIXLAKE_TEST_KILL_AT=point))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    after = _tree(output)
+    if point == "publish:staged":
+        assert after == before
+    else:
+        manifest = json.loads(after["_SUCCESS.json"])
+        assert manifest["config_hash"] != json.loads(before["_SUCCESS.json"])["config_hash"]
+        for part in manifest["partitions"]:
+            assert f"assignments/{part['part']}" in after
+        assert {"model/params.npz", "model/model.json", "config.yaml"} <= after.keys()
+    rerun = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config), *changed],
+                           capture_output=True, text=True, env=_plain_env(), timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "left by the interrupted run" in rerun.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if "out" in p.name) == ["out", "out.yaml"]
+    reference = tmp_path / "reference"
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "run",
+                           str(_config(tmp_path, data, reference, address, n_components=[2, 3],
+                                       covariance_type=["spherical"]))],
+                          capture_output=True, text=True, env=_plain_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    _assert_same_model(output, reference)
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_output_is_refused_at_once(tmp_path, data, cluster2):
+    output = tmp_path / "out"
+    config = _config(tmp_path, data, output, cluster2.scheduler_address, tol=0, max_iter=40)
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(config)],
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env=_plain_env())
+    seen = []
+    for line in process.stderr:  # the first run is fitting
+        seen.append(line)
+        if "iteration 1:" in line:
+            break
+    started = time.monotonic()
+    second = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config)],
+                            capture_output=True, text=True, env=_plain_env(), timeout=120)
+    refused_in = time.monotonic() - started
+    rest, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, "".join(seen) + rest
+    assert second.returncode == 2, second.stderr
+    assert "is being written by run" in second.stderr and f"pid {process.pid}" in second.stderr
+    assert "iteration" not in second.stderr  # refused before any work
+    assert refused_in < 60
+    assert (output / "_SUCCESS.json").is_file()
+
+
 def test_a_checkpoint_of_other_input_is_not_used(tmp_path, data):
     from pipeline.checkpoint import Checkpoint
     from pipeline.config import Output

@@ -155,3 +155,38 @@ def test_manifest_resolution_for_a_model_path(s3_server):
     assert resolve_model_path(f"s3://{BUCKET}/m/model") == f"s3://{BUCKET}/m/runs/r1/model"
     assert resolve_model_path(f"s3://{BUCKET}/m/runs/r1/model") == \
         f"s3://{BUCKET}/m/runs/r1/model"
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_manifest_leaves_the_previous_run_in_force(s3_data, tmp_path):
+    """SIGKILL between writing the run's files and writing _SUCCESS.json: readers still
+    resolve the previous run; the next run publishes and removes the orphaned prefix."""
+    import signal
+    import subprocess
+    import sys
+
+    output = f"s3://{BUCKET}/results/killed"
+    config = _config(tmp_path, s3_data, output)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    first = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config)],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    fs = _s3()
+    manifest = fs.cat_file(f"{BUCKET}/results/killed/_SUCCESS.json")
+    killed = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config), "--set",
+                             "model.covariance_type=diag"], capture_output=True, text=True,
+                            env={**env, "MIXLAKE_TEST_KILL_AT": "publish:staged"}, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    fs = _s3()
+    assert fs.cat_file(f"{BUCKET}/results/killed/_SUCCESS.json") == manifest
+    runs = {posixpath_name(r) for r in fs.ls(f"{BUCKET}/results/killed/runs")}
+    assert len(runs) == 2  # the killed run's files, never named by a manifest
+    rerun = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config), "--set",
+                            "model.covariance_type=diag"], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    fs = _s3()
+    published = json.loads(fs.cat_file(f"{BUCKET}/results/killed/_SUCCESS.json"))
+    kept = {posixpath_name(r) for r in fs.ls(f"{BUCKET}/results/killed/runs")}
+    # the new run and the previous one (a reader may still be on it); the orphan is gone
+    assert kept == {published["prefix"].split("/")[1], json.loads(manifest)["run_id"]}
