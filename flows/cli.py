@@ -72,6 +72,10 @@ def _print_summary(summary, stream=sys.stdout):
         f"  rows          {summary['n_rows']:,} in {len(summary['features'])} features"
         + (f", {summary['rows_dropped']:,} dropped (null cluster)"
            if summary["rows_dropped"] else ""),
+        f"  files         {summary['files']['selected']:,} of "
+        f"{summary['files']['listed']:,} selected by source.filter"
+        if summary['files']['selected'] != summary['files']['listed'] else
+        f"  files         {summary['files']['selected']:,}",
         f"  candidates    {len(summary['candidates'])}, {summary['passes']} passes over the data",
         f"  chosen        {chosen['name']}: {chosen['n_components']} components, "
         f"{chosen['covariance_type']} covariance, {criterion.upper()} {chosen[criterion]:,.1f}, "
@@ -128,13 +132,21 @@ def _cmd_run(args):
 def _cmd_score(args):
     from pipeline.run import require_score
 
-    config = require_score(load_config(args.config, args.set), args.config)
+    overrides = [*args.set, "output.mode=overwrite"] if args.full else args.set
+    config = require_score(load_config(args.config, overrides), args.config)
     summary = _execute(args, config, args.config, "score")
     if summary.get("skipped"):
         print(f"skipped: {summary['output']} already holds a complete run of this config")
-    else:
-        print(f"\nscored {summary['rows_out']:,} rows (rows in {summary['rows_in']:,}) with "
-              f"model {summary['model_id']}\n  output  {summary['output']}\n")
+        return
+    files = summary["files"]
+    if summary["manifest"] is None:
+        print(f"\nnothing new: {files['unchanged']:,} file(s) already scored by model "
+              f"{summary['model_id']}; nothing written\n  output  {summary['output']}\n")
+        return
+    print(f"\nscored {summary['rows_out']:,} rows (rows in {summary['rows_in']:,}) with "
+          f"model {summary['model_id']}\n  files   {files['scored']:,} scored, "
+          f"{files['unchanged']:,} unchanged (skipped), {files['removed']:,} removed\n"
+          f"  output  {summary['output']}\n")
 
 
 def _cmd_demo(args):
@@ -192,7 +204,7 @@ def build_parser():
                        help="override a config value, e.g. model.n_components=5")
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show tracebacks on errors")
-        p.set_defaults(func=func, prefect=False)
+        p.set_defaults(func=func, prefect=False, full=False)
         return p
 
     def with_prefect(p):
@@ -202,8 +214,10 @@ def build_parser():
         return p
 
     with_prefect(add("run", _cmd_run, "fit the config's model grid and write results"))
-    with_prefect(add("score", _cmd_score,
-                     "apply a saved model (score.model_path) to the source data"))
+    score = with_prefect(add("score", _cmd_score, "apply a saved model (score.model_path) "
+                             "to the source files it has not scored yet"))
+    score.add_argument("--full", action="store_true",
+                       help="rescore every file (output.mode: overwrite)")
     demo = with_prefect(add("demo", _cmd_demo, "write a demo data set and fit it",
                             config=False))
     demo.add_argument("--dir", default="mixlake-demo", help="where to put data and output")

@@ -2,8 +2,10 @@
 
 One task per input file, on the workers: read the file's passthrough and feature columns,
 compute the most likely component, the probabilities and the log-density of every row,
-and write ``assignments/part.<i>.parquet`` with the rows in the input's order (rows in =
-rows out; rows with a non-finite feature get nulls).
+and write ``assignments/<the input file's partition folders and name>`` with the rows in
+the input's order (rows in = rows out; rows with a non-finite feature get nulls).
+Partition keys are not repeated inside the files: readers restore them from the folder
+names (``pyarrow.dataset.dataset(..., partitioning="hive")``, DuckDB, Spark, dask).
 """
 
 import numpy as np
@@ -50,13 +52,12 @@ def assignment_table(X, passthrough_table, model, n_components, columns, mean=No
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def _write_part(index, path, features, passthrough, storage_options, model, n_components,
+def _write_part(path, part, features, passthrough, storage_options, model, n_components,
                 columns, target, mean, scale):
     table = read_table(path, list(passthrough) + list(features), storage_options)
     X = features_from_table(table, features)
     out = assignment_table(X, table.select(list(passthrough)), model, n_components, columns,
                            mean, scale)
-    part = f"part.{index}.parquet"
     with target.open(f"assignments/{part}", "wb") as handle:
         pq.write_table(out, handle)
     labels = out.column("cluster").drop_null().to_numpy()
@@ -70,8 +71,8 @@ def _write_part(index, path, features, passthrough, storage_options, model, n_co
 
 
 def write_assignments(dataset, model, n_components, columns, target, target_options=None):
-    """Write ``assignments/part.<i>.parquet`` under ``target``, one per input file, on the
-    workers.
+    """Write one assignment file under ``target/assignments/`` per input file, on the
+    workers (``dataset.outputs`` names them).
 
     Parameters
     ----------
@@ -92,9 +93,9 @@ def write_assignments(dataset, model, n_components, columns, target, target_opti
     target = as_location(target, target_options)
     tasks = [
         dask.delayed(_write_part, pure=False)(
-            i, f, dataset.features, dataset.passthrough, dataset.storage_options, model,
+            f, part, dataset.features, dataset.passthrough, dataset.storage_options, model,
             n_components, list(columns), target, dataset.scaler_mean, dataset.scaler_scale)
-        for i, f in enumerate(dataset.files)
+        for f, part in zip(dataset.files, dataset.outputs)
     ]
     results = list(dask.compute(*tasks))
     for r in results:

@@ -73,12 +73,32 @@ class Source(_Section):
                                    description="columns carried to the output (ids, keys)")
     nan_policy: Literal["error", "drop"] = "error"
     standardize: bool = False
+    partitioning: Literal["hive", "none"] | list[str] = Field(
+        "hive", description="partition keys from folder names: key=value (hive), none, or "
+                            "the keys of plain value folders in order")
+    filter: list | None = Field(
+        None, description="partitions to read, in the filters convention of pyarrow and dask: "
+                          "[[key, op, value], ...] (AND), or a list of such lists (OR)")
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("storage_options")
     @classmethod
     def _no_secrets(cls, v):
         return _refuse_secrets(v)
+
+    @field_validator("partitioning")
+    @classmethod
+    def _partition_keys(cls, v):
+        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+            raise ValueError("must be hive, none, or a non-empty list of distinct keys")
+        return v
+
+    @field_validator("filter")
+    @classmethod
+    def _filter_shape(cls, v):
+        if v is None:
+            return v
+        return filter_to_dnf(v)
 
     @field_validator("passthrough")
     @classmethod
@@ -99,6 +119,33 @@ class Source(_Section):
         if v is not None and len(set(v)) != len(v):
             raise ValueError("lists a column twice")
         return v
+
+
+FILTER_OPS = ("=", "==", "!=", "<", "<=", ">", ">=", "in", "not in")
+
+
+def filter_to_dnf(v):
+    """A filter as a list of AND-groups of (key, op, value) lists, checked for shape.
+
+    Accepts pyarrow's and dask's convention: a list of predicates (AND), or a list of
+    lists of predicates (OR of ANDs)."""
+    def predicate(p):
+        return (isinstance(p, list | tuple) and len(p) == 3 and isinstance(p[0], str)
+                and p[1] in FILTER_OPS)
+
+    if not isinstance(v, list) or not v:
+        raise ValueError("must be a list such as [[day, '>=', '2026-11-01']]")
+    groups = [v] if all(predicate(p) for p in v) else v
+    for group in groups:
+        if not isinstance(group, list) or not group or not all(predicate(p) for p in group):
+            raise ValueError(
+                f"{group!r} is not a list of [key, op, value] predicates; op is one of "
+                f"{', '.join(FILTER_OPS)}, e.g. [[day, '>=', '2026-11-01'], [region, in, "
+                "[eu, us]]]")
+        for p in group:
+            if p[1] in ("in", "not in") and not isinstance(p[2], list):
+                raise ValueError(f"{list(p)!r}: {p[1]!r} takes a list of values")
+    return [[list(p) for p in group] for group in groups]
 
 
 class ComponentRange(_Section):
@@ -204,10 +251,16 @@ class Output(_Section):
     """Where results go and what happens when something is already there."""
 
     path: str
-    mode: Literal["error", "overwrite", "skip-if-complete"] = "error"
+    mode: Literal["error", "overwrite", "skip-if-complete", "incremental"] | None = Field(
+        None, description="error for `mixlake run`, incremental for `mixlake score` if omitted")
     columns: list[Literal["probabilities", "log_density"]] = Field(
         default_factory=lambda: ["probabilities", "log_density"])
     storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    def mode_for(self, job):
+        """The mode in force: the config's, or the job's default (score: incremental, so
+        the same config scores only what is new every night; fit: error)."""
+        return self.mode or ("incremental" if job == "score" else "error")
 
     @field_validator("storage_options")
     @classmethod

@@ -275,7 +275,7 @@ class Target:
 
     # -------------------------------------------------------------- checks
 
-    def check(self, config):
+    def check(self, config, job="fit"):
         """Refuse bad locations before any work. Returns 'run' or 'skip'."""
         out = self.path
         _refuse_overlaps(config)
@@ -287,7 +287,7 @@ class Target:
             exists = os.path.exists(root) and (not os.path.isdir(root) or bool(os.listdir(root)))
         else:
             exists = manifest is not None
-        mode = config.output.mode
+        mode = config.output.mode_for(job)
         if mode == "skip-if-complete" and manifest and \
                 manifest.get("config_hash") == config.config_hash():
             return "skip"
@@ -326,6 +326,28 @@ class Target:
             os.makedirs(folder, exist_ok=True)
             return folder
         return tempfile.mkdtemp(prefix="mixlake-")
+
+    def published(self):
+        """The Location of the output's last completed run (through the manifest on object
+        stores), or None when there is none."""
+        if read_manifest(self.path, self.options) is None:
+            return None
+        return Location(resolve(self.path, self.options), self.options)
+
+    def carry(self, relatives, published):
+        """Put unchanged files of the published run into this run's staging: hard links
+        on a local disk (nothing copied, modification times kept), server-side copies on
+        an object store."""
+        for relative in relatives:
+            source, destination = published.path(relative), self.location.path(relative)
+            self.fs.makedirs(posixpath.dirname(destination), exist_ok=True)
+            if self.local:
+                try:
+                    os.link(source, destination)
+                    continue
+                except OSError:  # another filesystem, or no hard links there
+                    pass
+            self.fs.copy(source, destination)
 
     def upload(self, folder, relative):
         if self.local:

@@ -17,7 +17,7 @@ from importlib import metadata
 
 import numpy as np
 
-from pipeline import assign, source, store
+from pipeline import assign, ledger, source, store
 from pipeline.checkpoint import Checkpoint
 from pipeline.cluster import connect
 from pipeline.config import ConfigError, dump_config
@@ -58,10 +58,10 @@ def versions():
 # ------------------------------------------------------------------ the steps
 
 
-def check_output(config):
+def check_output(config, job="fit"):
     """'run', or 'skip' when skip-if-complete finds a complete run of this config; raises
     OutputExistsError for an output that overlaps the input or that mode: error protects."""
-    return Target(config.output, "check").check(config)
+    return Target(config.output, "check").check(config, job)
 
 
 def inspect_input(config, features=None):
@@ -135,12 +135,14 @@ DETERMINISTIC_ERRORS = (ConfigError, DataError, ModelFileError, ValueError)
 
 
 def _steps(config, job, run_id, step):
-    if step("check-output", check_output, config) == "skip":
+    if step("check-output", check_output, config, job.name) == "skip":
         logger.info("output %s already holds a complete run of this config: skipped",
                     config.output.path)
         return {"run_id": run_id, "skipped": True, "output": config.output.path}
     schema = step("read-input", job.inspect, config)
     summary = step(job.name, job.stage, config, schema, run_id)
+    if summary.get("manifest") is None:  # nothing new: the output stays as it is
+        return summary
     try:
         step("publish", publish, config, run_id, summary["manifest"])
     except BaseException:
@@ -149,7 +151,9 @@ def _steps(config, job, run_id, step):
     return summary
 
 
-def _manifest(config, run_id, model_id, partitions, **extra):
+def _manifest(config, run_id, model_id, partitions, inputs, entries, **extra):
+    """``_SUCCESS.json``: the run, and its lineage: every input file read (path, size,
+    modification time or ETag, rows) and every output file written."""
     return {
         "run_id": run_id,
         "config_hash": config.config_hash(),
@@ -160,6 +164,10 @@ def _manifest(config, run_id, model_id, partitions, **extra):
         "rows_out": int(sum(p["rows_out"] for p in partitions)),
         "partitions": [{k: p[k] for k in ("file", "part", "rows_in", "rows_out", "rows_dropped")}
                        for p in partitions],
+        "inputs": [{"path": f.url, "size": f.size, "stamp": f.stamp, "rows": int(p["rows_in"])}
+                   for f, p in zip(inputs, partitions)],
+        "outputs": sorted(e["output"] for e in entries),
+        "ledger_sha256": ledger.digest(entries),
         **extra,
     }
 
@@ -205,7 +213,7 @@ def fit_to_staging(config, schema, run_id):
             logger.info("loaded %d rows x %d features from %d partition(s)", dataset.n_rows,
                         len(dataset.features), len(dataset.files))
             checkpoint = Checkpoint(config.output, config.config_hash())
-            fingerprint = source.fingerprint(dataset.files, config.source.storage_options)
+            fingerprint = source.fingerprint(schema.inputs)
             t = time.perf_counter()
             result = select(
                 dataset.X, n_components=model_cfg.component_counts(),
@@ -256,11 +264,16 @@ def fit_to_staging(config, schema, run_id):
                                 means=estimator.means_, covariances=estimator.covariances_,
                                 covariance_type=estimator.covariance_type)
         target.upload(folder, "report")
+        entries = ledger.entries_for(schema.inputs, schema.rows, schema.outputs, model_id,
+                                     run_id)
+        target.write_text(ledger.NAME, ledger.dumps(entries))
         target.write_text("config.yaml", dump_config(config))
     except BaseException:
         target.discard()
         raise
-    summary["manifest"] = _manifest(config, run_id, model_id, partitions)
+    summary["files"] = {"selected": len(schema.inputs), "listed": schema.n_listed}
+    summary["manifest"] = _manifest(config, run_id, model_id, partitions, schema.inputs,
+                                    entries)
     summary["output"] = config.output.path
     return summary
 
@@ -283,40 +296,78 @@ def _model_of(config):
     return model_path, estimator, meta
 
 
+@dataclass
+class ScoreInput:
+    """What the score job reads: the schema of the files to score and the plan."""
+
+    schema: object  # source.Schema of plan.to_score
+    plan: object  # ledger.Plan
+    n_selected: int
+
+
 def inspect_for_score(config):
-    """The input's schema with the saved model's features (unless the config names them)."""
+    """Plan the score run from the listing and the ledger; read the footers of the files
+    to score only (with the saved model's features unless the config names them)."""
     _, _, meta = _model_of(require_score(config))
-    return inspect_input(config, config.source.features or meta["features"])
+    selected, _, _ = source.discover(config.source)
+    entries = []
+    if config.output.mode_for("score") == "incremental":
+        published = Target(config.output, "plan").published()
+        entries = ledger.read(published) if published is not None else []
+    plan = ledger.plan(selected, entries, meta["model_id"])
+    features = config.source.features or meta["features"]
+    schema = source.inspect(config.source, features, inputs=plan.to_score)
+    return ScoreInput(schema=schema, plan=plan, n_selected=len(selected))
 
 
-def score_to_staging(config, schema, run_id):
-    """Apply the saved model at ``score.model_path`` to the config's source partitions."""
+def score_to_staging(config, score_input, run_id):
+    """Apply the saved model at ``score.model_path`` to the files the plan scores; carry
+    the unchanged ones over from the published output; drop those whose input is gone."""
     model_path, estimator, meta = _model_of(config)
+    schema, plan = score_input.schema, score_input.plan
     target = Target(config.output, run_id)
     started = time.perf_counter()
-    if list(schema.features) != list(meta["features"]):
+    counts = {"scored": len(plan.to_score), "unchanged": len(plan.kept),
+              "removed": len(plan.removed)}
+    summary = {"run_id": run_id, "output": config.output.path, "model_id": meta["model_id"],
+               "files": counts}
+    if plan.nothing_to_do:
+        logger.info("nothing new: %d file(s) unchanged since they were scored by model %s; "
+                    "the output is left as it is", len(plan.kept), meta["model_id"])
+        return {**summary, "rows_in": 0, "rows_out": 0, "manifest": None,
+                "seconds": round(time.perf_counter() - started, 3)}
+    if plan.to_score and list(schema.features) != list(meta["features"]):
         raise DataError(
             f"source.features: the data's features {schema.features} differ from the model's "
             f"{meta['features']}; score with the same feature columns, in the same order")
+    partitions = []
     try:
-        with connect(config.cluster):
-            # the model's own scaler, never the score config's standardize
-            dataset = source.load(config.source.model_copy(update={"standardize": False}),
-                                  dtype="float64", schema=schema)
-            if meta["preprocessing"]:
-                dataset.scaler_mean = meta["preprocessing"]["mean"]
-                dataset.scaler_scale = meta["preprocessing"]["scale"]
-            target.begin()
-            partitions = assign.write_assignments(
-                dataset, _prepared(estimator, estimator.dtype or "float64"),
-                estimator.n_components, config.output.columns, target.location)
+        target.begin()
+        if plan.to_score:
+            with connect(config.cluster):
+                # the model's own scaler, never the score config's standardize
+                dataset = source.load(config.source.model_copy(update={"standardize": False}),
+                                      dtype="float64", schema=schema)
+                if meta["preprocessing"]:
+                    dataset.scaler_mean = meta["preprocessing"]["mean"]
+                    dataset.scaler_scale = meta["preprocessing"]["scale"]
+                partitions = assign.write_assignments(
+                    dataset, _prepared(estimator, estimator.dtype or "float64"),
+                    estimator.n_components, config.output.columns, target.location)
+        if plan.kept:
+            target.carry([e["output"] for e in plan.kept], target.published())
+        entries = plan.kept + ledger.entries_for(schema.inputs, schema.rows, schema.outputs,
+                                                 meta["model_id"], run_id)
+        target.write_text(ledger.NAME, ledger.dumps(entries))
         target.write_text("config.yaml", dump_config(config))
     except BaseException:
         target.discard()
         raise
-    manifest = _manifest(config, run_id, meta["model_id"], partitions, model_path=model_path)
-    return {"run_id": run_id, "output": config.output.path, "model_id": meta["model_id"],
-            "rows_in": manifest["rows_in"], "rows_out": manifest["rows_out"],
+    logger.info("scored %d file(s), %d unchanged, %d removed", counts["scored"],
+                counts["unchanged"], counts["removed"])
+    manifest = _manifest(config, run_id, meta["model_id"], partitions, schema.inputs, entries,
+                         model_path=model_path, files=counts)
+    return {**summary, "rows_in": manifest["rows_in"], "rows_out": manifest["rows_out"],
             "seconds": round(time.perf_counter() - started, 3), "manifest": manifest}
 
 

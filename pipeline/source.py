@@ -13,57 +13,26 @@ column selection on a DataFrame may merge partitions and misalign them).
 
 import hashlib
 import logging
-import posixpath
-import re
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import partitions
 from pipeline.storage import DataError, filesystem, reading, release_arrow_memory
 
 logger = logging.getLogger("pipeline.source")
 
-PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 
 
 # ------------------------------------------------------------------ files
 
 
-def _is_data_file(name, base):
-    """A Parquet file, and neither it nor a folder between ``base`` and it is hidden or
-    metadata (``_SUCCESS``, ``_metadata``, Spark's ``_temporary/``, ``.staging/``)."""
-    relative = name[len(base):] if name.startswith(base) else posixpath.basename(name)
-    parts = [part for part in relative.split("/") if part]
-    return bool(parts) and parts[-1].endswith(PARQUET_SUFFIXES) and not any(
-        part.startswith(("_", ".")) for part in parts)
-
-
-def natural_key(path):
-    """Sort key that puts part.2 before part.10."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
-
-
 def list_parquet_files(path, storage_options=None):
     """Sorted Parquet files under a file, a directory (recursively) or a glob."""
-    fs, root = filesystem(path, storage_options)
-    if any(ch in root for ch in "*?["):
-        base = root[:min(root.find(ch) for ch in "*?[" if ch in root)].rpartition("/")[0]
-        found = [f for f in fs.glob(root) if fs.isfile(f)]
-        files = sorted((f for f in found if _is_data_file(f, base)), key=natural_key)
-    elif fs.isdir(root):
-        files = sorted((f for f in fs.find(root) if _is_data_file(f, root)), key=natural_key)
-    elif fs.exists(root):
-        files = [root]
-    else:
-        raise DataError(f"source.path: {path!r} does not exist; check the path in the config")
-    if not files:
-        raise DataError(f"source.path: no Parquet files match {path!r}")
-    protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
-    if protocol not in ("file", "local"):
-        files = [f"{protocol}://{f}" for f in files]
-    return files
+    return [f.url for f in partitions.list_files(path, storage_options)]
 
 
 def read_table(path, columns, storage_options):
@@ -90,18 +59,41 @@ def _is_numeric(arrow_type):
 
 @dataclass
 class Schema:
-    """What a run knows of its input before reading any data: files, features, rows."""
+    """What a run knows of its input before reading any data: the files it reads (with
+    their partitions), the features, and the rows of each file from its footer."""
 
-    files: list
+    inputs: list  # of partitions.InputFile
     features: list
     rows: list  # per file, from the footers
+    partition_keys: list = field(default_factory=list)
+    n_listed: int = 0  # files in the table before source.filter
+
+    @property
+    def files(self):
+        return [f.url for f in self.inputs]
 
     @property
     def n_rows(self):
         return int(sum(self.rows))
 
+    @property
+    def outputs(self):
+        """The assignment file of each input file, relative to ``assignments/``: the same
+        folders (Hive ``key=value`` ones where the input's are plain values) and name."""
+        out = []
+        for f in self.inputs:
+            if self.partition_keys and not f.relative.startswith(
+                    f"{self.partition_keys[0]}="):
+                rest = f.relative.split("/")[len(self.partition_keys):]
+                folders = [f"{k}={quote(f.partition[k], safe='')}"
+                           for k in self.partition_keys]
+                out.append("/".join(folders + rest))
+            else:
+                out.append(f.relative)
+        return out
 
-def inspect_schema(source, files, features=None):
+
+def inspect_schema(source, files, features=None, partition_keys=()):
     """Check every file's footer: feature columns present and numeric, passthrough present.
 
     Parameters
@@ -110,6 +102,8 @@ def inspect_schema(source, files, features=None):
     files : list of str
     features : list of str, optional
         Overrides ``source.features`` (a saved model's features when scoring).
+    partition_keys : list of str
+        Columns that come from folder names: usable as passthrough, never as features.
 
     Returns
     -------
@@ -117,6 +111,11 @@ def inspect_schema(source, files, features=None):
     rows : list of int
     """
     features = list(features or source.features or []) or None
+    keyed = [c for c in features or () if c in partition_keys]
+    if keyed:
+        raise DataError(f"source.features: {keyed[0]!r} is a partition key (a folder name), "
+                        "not a feature; list it in source.passthrough to keep it")
+    from_files = [c for c in source.passthrough if c not in partition_keys]
     rows = []
     for path in files:
         schema, n_rows = _read_footer(path, source.storage_options)
@@ -128,7 +127,7 @@ def inspect_schema(source, files, features=None):
             if not features:
                 raise DataError(f"{path}: no numeric columns to use as features; "
                                 "list them in source.features")
-        for column in source.passthrough:
+        for column in from_files:
             if column not in names:
                 raise DataError(f"source.passthrough: column {column!r} is missing from "
                                 f"{path}; every partition must have it")
@@ -145,21 +144,42 @@ def inspect_schema(source, files, features=None):
     return features, rows
 
 
-def inspect(source, features=None):
-    """List the partitions and read their footers (no data): the run's :class:`Schema`."""
-    files = list_parquet_files(source.path, source.storage_options)
-    features, rows = inspect_schema(source, files, features)
-    return Schema(files=files, features=features, rows=rows)
+def discover(source):
+    """The table's files, their partitions, and the ones ``source.filter`` selects, from
+    the listing alone.
+
+    Returns
+    -------
+    selected : list of partitions.InputFile
+    keys : list of str
+        The partition keys, in folder order.
+    n_listed : int
+    """
+    listed = partitions.list_files(source.path, source.storage_options)
+    keys = partitions.with_partitions(listed, source.partitioning)
+    selected = partitions.select(listed, keys, source.filter)
+    if not selected:
+        raise DataError(f"source.filter: selects none of the {len(listed)} file(s) under "
+                        f"{source.path!r}; check the filter's values")
+    return selected, keys, len(listed)
 
 
-def fingerprint(files, storage_options=None):
+def inspect(source, features=None, inputs=None):
+    """Discover the input and read the footers of its files (no data): the run's
+    :class:`Schema`. ``inputs`` restricts the footers read to those files (of
+    :func:`discover`), as incremental scoring does."""
+    selected, keys, n_listed = discover(source)
+    inputs = selected if inputs is None else inputs
+    features, rows = inspect_schema(source, [f.url for f in inputs], features, keys)
+    return Schema(inputs=list(inputs), features=features, rows=rows, partition_keys=keys,
+                  n_listed=n_listed)
+
+
+def fingerprint(inputs):
     """A hash of the input files' paths, sizes and modification times (or ETags)."""
-    fs, _ = filesystem(files[0], storage_options)
     digest = hashlib.sha256()
-    for path in files:
-        info = fs.info(filesystem(path, storage_options)[1])
-        stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
-        digest.update(f"{path}\0{info.get('size')}\0{stamp}\n".encode())
+    for f in inputs:
+        digest.update(f"{f.url}\0{f.size}\0{f.stamp}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -202,7 +222,7 @@ class Dataset:
 
     files: list
     features: list
-    passthrough: list
+    passthrough: list  # columns read from each file (partition keys come from folders)
     storage_options: dict
     nan_policy: str
     rows: list  # rows per file
@@ -211,6 +231,7 @@ class Dataset:
     scaler_mean: np.ndarray | None = None
     scaler_scale: np.ndarray | None = None
     X: object = field(default=None, repr=False)
+    outputs: list = field(default_factory=list)  # assignment file of each input file
 
     @property
     def n_rows(self):
@@ -357,7 +378,9 @@ def load(source, dtype="float64", min_distinct_rows=None, schema=None):
                          chunks=(tuple(valid_rows), (len(features),)), dtype=np.dtype(dtype),
                          meta=np.empty((0, 0), dtype=dtype))
     return Dataset(files=list(schema.files), features=list(features),
-                   passthrough=list(source.passthrough), storage_options=dict(so),
+                   passthrough=[c for c in source.passthrough
+                                if c not in schema.partition_keys],
+                   outputs=schema.outputs, storage_options=dict(so),
                    nan_policy=source.nan_policy, rows=list(schema.rows),
                    valid_rows=valid_rows, dtype=dtype, scaler_mean=mean, scaler_scale=scale,
                    X=X)
