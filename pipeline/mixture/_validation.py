@@ -11,8 +11,7 @@ import numpy as np
 from sklearn.utils import check_array
 
 from pipeline.mixture._covariance import COVARIANCE_TYPES
-
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+from pipeline.mixture._init import INIT_METHODS
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -72,7 +71,7 @@ PARAMETER_CONSTRAINTS = {
     "reg_covar": _float_range(0.0),
     "max_iter": _int_range(0),
     "n_init": _int_range(1),
-    "init_params": _options(INIT_PARAMS),
+    "init_params": _options(INIT_METHODS),
     "weights_init": (_array_like_or_none, "an array-like or None"),
     "means_init": (_array_like_or_none, "an array-like or None"),
     "precisions_init": (_array_like_or_none, "an array-like or None"),
