@@ -50,8 +50,8 @@ import numpy as np
 from pipeline.mixture import _covariance
 
 # Elements of the largest per-sub-block temporary (K (D+1) x rows): 2**18 float64 is
-# 2 MiB. Measured (RESULTS.md): 2**16 costs 10-15% more time per row (the products
-# get short), 2**19 no less; a sub-block's whole working set stays at a few MiB.
+# 2 MiB. Fewer make the products short and cost time per row, more gain nothing; a
+# sub-block's whole working set stays at a few MiB.
 _BLOCK_ELEMENTS = 2**18
 _MIN_BLOCK_ROWS = 128
 # Bounds the rows summed in float32 before the sum is added to a float64 total.
@@ -173,9 +173,8 @@ class _Workspace:
     elements are contiguous, whatever the block's length.
 
     One per thread for the life of the process (:func:`_workspace`): allocating them per
-    call cost more than the arithmetic on a sub-block (measured: a 1,927-row call took
-    4.7 ms in float64 with fresh buffers, page faults and zeroing of ~5 MB, against
-    ~1 ms of work), and a worker calls the kernel once per chunk and pass.
+    call costs more than the arithmetic of a sub-block (page faults and zeroing of a few
+    MB; see benchmarks/RESULTS.md), and a worker calls the kernel once per chunk and pass.
     """
 
     def __init__(self):
@@ -263,7 +262,7 @@ def _log_sum_exp(weighted_log_prob, work, absent=None):
 
     Terms below ``exp(_FLUSH[dtype])`` of the row's largest are raised to that value:
     far below the last digit of the sum, they change nothing, while exponentials of
-    very negative numbers take numpy's slow underflow path (measured: 5x the time of
+    very negative numbers take numpy's slow underflow path (several times the time of
     the exp on clustered data) and give subnormal numbers that slow the products of the
     statistics. Components of weight 0 (``absent``) still get exactly 0.
     """
