@@ -32,18 +32,18 @@ def kernel_stages(n_samples, n_features, n_components, covariance_types, dtypes,
                                     covariance_type, dtype)
             best = None
             for _ in range(repeats):
-                work, moments = K._Workspace(), K._Moments(model, D)
+                work, statistics = K._Workspace(), K._accumulator(model)
                 spent = dict.fromkeys(STAGES, 0.0)
                 for start, stop in K._sub_blocks(n_samples, k, D):
                     t0 = time.perf_counter()
-                    xt = K._centered_block(Xd[start:stop], model, work)
+                    xt, features = K._centered_block(Xd[start:stop], model, work)
                     t1 = time.perf_counter()
-                    weighted = K._weighted_log_prob(xt, model, work)
+                    weighted = K._weighted_log_prob(features, model, work)
                     t2 = time.perf_counter()
                     log_prob_norm, resp, total = K._log_sum_exp(weighted, work, K._absent(model))
                     resp /= total
                     t3 = time.perf_counter()
-                    moments.add(xt, resp, log_prob_norm, model["offsets"], work)
+                    statistics.add(xt, features, resp, log_prob_norm, work)
                     t4 = time.perf_counter()
                     for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                         spent[stage] += seconds

@@ -1,8 +1,14 @@
-"""Per covariance type: M-step from merged statistics, precision Cholesky, log-det.
+"""Everything that differs between covariance types, in one table: :data:`COVARIANCES`.
 
-Every function here works on small arrays on the client (K x D x D at most). The
-statistics come from :mod:`pipeline.mixture._kernels`, shifted by the current means
-and accumulated in float64, so nothing here ever touches the data.
+One :class:`CovarianceType` per type names its functions, which have parallel names
+here (``_covariances_full``, ``_covariances_tied``, ...). Most of them work on small
+arrays on the client (K x D x D at most): parameter shapes, free parameters, the M-step
+from merged statistics, the precision Cholesky factors and what follows from them, and
+the factors the kernels are prepared with. Two kinds run inside the kernels of
+:mod:`pipeline.mixture._kernels`, once per sub-block of rows: the row features of the
+expanded E-step (here) and the statistics accumulators (in
+:mod:`pipeline.mixture._statistics`). Adding a type is adding one entry to the table,
+with its functions here and, if none of the existing ones fits, its accumulator.
 
 Statistics of one model (a dict of float64 arrays)::
 
@@ -13,11 +19,74 @@ Statistics of one model (a dict of float64 arrays)::
     S       : full (K, D, D), sum r (x - shift_k)(x - shift_k)^T
               tied (D, D), the sum of those over the components
               diag/spherical (K, D), sum r (x - shift_k)^2
+
+They are accumulated in float64 about each component's shift (its current mean), so
+nothing here ever needs the data on the client.
 """
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+from pipeline.mixture._statistics import (
+    DiagExpandedStatistics,
+    DiagStatistics,
+    FullStatistics,
+    TiedExpandedStatistics,
+    TiedStatistics,
+    summed_scatter,
+)
+
+
+@dataclass(frozen=True)
+class ExpandedForm:
+    """The E-step as one product ``coef @ features`` (see :mod:`._kernels`), float64.
+
+    coefficients : (prec_chol, offsets (K, D)) -> (coef (K, F), whitened offsets (K, D))
+    block_rows : D -> rows of the float64 buffer the kernel writes ``[x - center; 1]``
+        into (its first D + 1 rows); ``features`` may use the rest.
+    features : (block, prec_chol, work) -> (F, rows), the row features of the E-step.
+    statistics : the accumulator used with this form (about the common center).
+    """
+
+    coefficients: Callable
+    block_rows: Callable
+    features: Callable
+    statistics: type
+
+
+@dataclass(frozen=True)
+class CovarianceType:
+    """The facts of one covariance type; every function takes this type's arrays.
+
+    shape : (K, D) -> shape of the covariances, precisions and their Cholesky factors.
+    n_parameters : (K, D) -> free parameters of the covariances.
+    matrix : whether those are D x D matrices (full, tied) rather than variances.
+    covariances : (stats, shift, reg_covar, eps) -> (nk, means, covariances), the M-step.
+    precision_cholesky : (covariances, float32) -> precision Cholesky factors.
+    precision_cholesky_from_precisions, precisions_from_cholesky,
+    covariances_from_cholesky : conversions between them.
+    log_det_cholesky : (prec_chol, D) -> log det of the factors, (K,) or scalar.
+    per_component_matrices : (array of this type, K, D) -> (K, D, D), one D x D matrix
+        per component (diagonal for diag, spherical); the kernels' whitening factors P_k.
+    statistics : the accumulator of the whitening E-step (about each component's mean).
+    expanded : the expanded E-step, or None where it does not apply (full).
+    """
+
+    shape: Callable
+    n_parameters: Callable
+    matrix: bool
+    covariances: Callable
+    precision_cholesky: Callable
+    precision_cholesky_from_precisions: Callable
+    precisions_from_cholesky: Callable
+    covariances_from_cholesky: Callable
+    log_det_cholesky: Callable
+    per_component_matrices: Callable
+    statistics: type
+    expanded: ExpandedForm | None
+
 
 ILL_DEFINED_COVARIANCE = (
     "Fitting the mixture model failed because some components have "
@@ -29,11 +98,6 @@ FLOAT32_HINT = (
     " The numerical accuracy can also be improved by passing float64"
     " data instead of float32."
 )
-
-
-def second_moment_is_matrix(covariance_type):
-    """Whether the per-component second moment is a D x D matrix (full, tied)."""
-    return covariance_type in ("full", "tied")
 
 
 # ---------------------------------------------------------------- M-step
@@ -53,13 +117,6 @@ def _scatter_full(stats, nk_raw, d):
     s, S = stats["s"], stats["S"]
     sd = np.einsum("ki,kj->kij", s, d)
     return S - sd - sd.transpose(0, 2, 1) + nk_raw[:, None, None] * np.einsum("ki,kj->kij", d, d)
-
-
-def summed_scatter(S, s, nk, d):
-    """sum over k of sum r (x - a_k - d_k)(x - a_k - d_k)^T, from the same moments about
-    the points a_k: ``S`` their scatter summed over k (D, D), ``s`` (K, D) and ``nk``."""
-    sd = s.T @ d
-    return S - sd - sd.T + (nk[:, None] * d).T @ d
 
 
 def _scatter_diag(stats, nk_raw, d):
@@ -91,12 +148,228 @@ def _covariances_spherical(stats, shift, reg_covar, eps):
     return nk, means, covariances.mean(axis=1)
 
 
-_COVARIANCES = {
-    "full": _covariances_full,
-    "tied": _covariances_tied,
-    "diag": _covariances_diag,
-    "spherical": _covariances_spherical,
+# ------------------------------------------------------- precision Cholesky
+
+
+def _error_message(float32):
+    return ILL_DEFINED_COVARIANCE + (FLOAT32_HINT if float32 else "")
+
+
+def _precision_cholesky_tied(covariance, float32):
+    from scipy import linalg  # client-side only: the workers' kernels never need scipy
+
+    try:
+        cov_chol = linalg.cholesky(covariance, lower=True)
+    except linalg.LinAlgError:
+        raise ValueError(_error_message(float32)) from None
+    D = covariance.shape[0]
+    return linalg.solve_triangular(cov_chol, np.eye(D), lower=True).T
+
+
+def _precision_cholesky_full(covariances, float32):
+    return np.stack([_precision_cholesky_tied(c, float32) for c in covariances])
+
+
+def _precision_cholesky_diag(covariances, float32):
+    if np.any(covariances <= 0.0) or not np.all(np.isfinite(covariances)):
+        raise ValueError(_error_message(float32))
+    return 1.0 / np.sqrt(covariances)
+
+
+def _flipudlr(a):
+    return a[..., ::-1, ::-1]
+
+
+# The upper-triangular factor U with precision = U U^T (sklearn #26415).
+def _precision_cholesky_from_precisions_tied(precision):
+    from scipy import linalg
+
+    return _flipudlr(linalg.cholesky(_flipudlr(precision), lower=True))
+
+
+def _precision_cholesky_from_precisions_full(precisions):
+    return np.stack([_precision_cholesky_from_precisions_tied(p) for p in precisions])
+
+
+def _precision_cholesky_from_precisions_diag(precisions):
+    return np.sqrt(precisions)
+
+
+def _precisions_from_cholesky_full(precisions_cholesky):
+    return np.matmul(precisions_cholesky, precisions_cholesky.transpose(0, 2, 1))
+
+
+def _precisions_from_cholesky_tied(precision_cholesky):
+    return precision_cholesky @ precision_cholesky.T
+
+
+def _precisions_from_cholesky_diag(precisions_cholesky):
+    return precisions_cholesky**2
+
+
+def _covariances_from_cholesky_tied(precision_cholesky):
+    return np.linalg.inv(precision_cholesky @ precision_cholesky.T)
+
+
+def _covariances_from_cholesky_full(precisions_cholesky):
+    return np.stack([_covariances_from_cholesky_tied(u) for u in precisions_cholesky])
+
+
+def _covariances_from_cholesky_diag(precisions_cholesky):
+    return 1.0 / precisions_cholesky**2
+
+
+def _log_det_cholesky_full(precisions_cholesky, n_features):
+    return np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)).sum(axis=1)
+
+
+def _log_det_cholesky_tied(precision_cholesky, n_features):
+    return np.log(np.diag(precision_cholesky)).sum()
+
+
+def _log_det_cholesky_diag(precisions_cholesky, n_features):
+    return np.log(precisions_cholesky).sum(axis=1)
+
+
+def _log_det_cholesky_spherical(precisions_cholesky, n_features):
+    return n_features * np.log(precisions_cholesky)
+
+
+# ---------------------------------------- per-component matrices, expanded form
+
+
+def _per_component_matrices_full(array, n_components, n_features):
+    return array
+
+
+def _per_component_matrices_tied(array, n_components, n_features):
+    return np.broadcast_to(array, (n_components, n_features, n_features))
+
+
+def _per_component_matrices_diag(array, n_components, n_features):
+    return array[:, :, None] * np.eye(n_features)
+
+
+def _per_component_matrices_spherical(array, n_components, n_features):
+    return array[:, None, None] * np.eye(n_features)
+
+
+def _expanded_coefficients_tied(precision_cholesky, offsets):
+    """Features ``[z; 1; |z|^2]`` with ``z = P^T x``."""
+    whitened = offsets @ precision_cholesky
+    coef = np.hstack([-2.0 * whitened, (whitened**2).sum(axis=1, keepdims=True),
+                      np.ones((offsets.shape[0], 1))])
+    return coef, whitened
+
+
+def _expanded_coefficients_diag(precisions_cholesky, offsets):
+    """Features ``[x; 1; x^2]``."""
+    precision = precisions_cholesky**2 * np.ones(offsets.shape[1])
+    whitened = offsets * np.sqrt(precision)
+    coef = np.hstack([-2.0 * precision * offsets,
+                      (precision * offsets**2).sum(axis=1, keepdims=True), precision])
+    return coef, whitened
+
+
+def _expanded_coefficients_spherical(precisions_cholesky, offsets):
+    return _expanded_coefficients_diag(precisions_cholesky[:, None], offsets)
+
+
+# -------------------------------- expanded features (inside the kernels, per sub-block)
+# ``block``: the float64 buffer of ``block_rows`` rows whose first D + 1 rows hold
+# ``[x - center; 1]`` (rows as columns); ``work``: the thread's workspace (see _kernels).
+
+
+def _expanded_features_tied(block, precision_cholesky, work):
+    """``[z; 1; |z|^2]`` with ``z = P^T (x - center)``: (D + 2, rows)."""
+    n_features = block.shape[0] - 1
+    features = work.get("tied", (n_features + 2, block.shape[1]), np.float64)
+    z = features[:n_features]
+    np.matmul(precision_cholesky.T.astype(np.float64, copy=False), block[:n_features], out=z)
+    features[n_features] = 1.0
+    np.einsum("dn,dn->n", z, z, out=features[n_features + 1])
+    return features
+
+
+def _expanded_features_diag(block, precisions_cholesky, work):
+    """``[x; 1; x^2]`` (x - center): the block itself, built once for the E-step and the
+    statistics."""
+    n_features = (block.shape[0] - 1) // 2
+    np.multiply(block[:n_features], block[:n_features], out=block[n_features + 1 :])
+    return block
+
+
+# ------------------------------------------------------------------ the table
+
+_EXPANDED_TIED = ExpandedForm(_expanded_coefficients_tied, lambda D: D + 1,
+                              _expanded_features_tied, TiedExpandedStatistics)
+
+COVARIANCES = {
+    "full": CovarianceType(
+        shape=lambda K, D: (K, D, D),
+        n_parameters=lambda K, D: K * D * (D + 1) / 2.0,
+        matrix=True,
+        covariances=_covariances_full,
+        precision_cholesky=_precision_cholesky_full,
+        precision_cholesky_from_precisions=_precision_cholesky_from_precisions_full,
+        precisions_from_cholesky=_precisions_from_cholesky_full,
+        covariances_from_cholesky=_covariances_from_cholesky_full,
+        log_det_cholesky=_log_det_cholesky_full,
+        per_component_matrices=_per_component_matrices_full,
+        statistics=FullStatistics,
+        expanded=None,
+    ),
+    "tied": CovarianceType(
+        shape=lambda K, D: (D, D),
+        n_parameters=lambda K, D: D * (D + 1) / 2.0,
+        matrix=True,
+        covariances=_covariances_tied,
+        precision_cholesky=_precision_cholesky_tied,
+        precision_cholesky_from_precisions=_precision_cholesky_from_precisions_tied,
+        precisions_from_cholesky=_precisions_from_cholesky_tied,
+        covariances_from_cholesky=_covariances_from_cholesky_tied,
+        log_det_cholesky=_log_det_cholesky_tied,
+        per_component_matrices=_per_component_matrices_tied,
+        statistics=TiedStatistics,
+        expanded=_EXPANDED_TIED,
+    ),
+    "diag": CovarianceType(
+        shape=lambda K, D: (K, D),
+        n_parameters=lambda K, D: K * D,
+        matrix=False,
+        covariances=_covariances_diag,
+        precision_cholesky=_precision_cholesky_diag,
+        precision_cholesky_from_precisions=_precision_cholesky_from_precisions_diag,
+        precisions_from_cholesky=_precisions_from_cholesky_diag,
+        covariances_from_cholesky=_covariances_from_cholesky_diag,
+        log_det_cholesky=_log_det_cholesky_diag,
+        per_component_matrices=_per_component_matrices_diag,
+        statistics=DiagStatistics,
+        expanded=ExpandedForm(_expanded_coefficients_diag, lambda D: 2 * D + 1,
+                              _expanded_features_diag, DiagExpandedStatistics),
+    ),
+    # a diag whose variances are equal across features: the same statistics and forms
+    "spherical": CovarianceType(
+        shape=lambda K, D: (K,),
+        n_parameters=lambda K, D: K,
+        matrix=False,
+        covariances=_covariances_spherical,
+        precision_cholesky=_precision_cholesky_diag,
+        precision_cholesky_from_precisions=_precision_cholesky_from_precisions_diag,
+        precisions_from_cholesky=_precisions_from_cholesky_diag,
+        covariances_from_cholesky=_covariances_from_cholesky_diag,
+        log_det_cholesky=_log_det_cholesky_spherical,
+        per_component_matrices=_per_component_matrices_spherical,
+        statistics=DiagStatistics,
+        expanded=ExpandedForm(_expanded_coefficients_spherical, lambda D: 2 * D + 1,
+                              _expanded_features_diag, DiagExpandedStatistics),
+    ),
 }
+
+COVARIANCE_TYPES = tuple(COVARIANCES)
+
+
+# ------------------------------------------------- by name (sklearn's signatures)
 
 
 def m_step(stats, shift, covariance_type, reg_covar, eps):
@@ -117,49 +390,10 @@ def m_step(stats, shift, covariance_type, reg_covar, eps):
     -------
     nk : ndarray of shape (n_components,)
     means : ndarray of shape (n_components, n_features)
-    covariances : ndarray, shape depends on covariance_type
+    covariances : ndarray of shape ``covariance_shape(covariance_type, ...)``
     """
-    return _COVARIANCES[covariance_type](stats, np.asarray(shift, np.float64), reg_covar, eps)
-
-
-# ------------------------------------------------------- precision Cholesky
-
-
-def _error_message(float32):
-    return ILL_DEFINED_COVARIANCE + (FLOAT32_HINT if float32 else "")
-
-
-def _inverse_cholesky(covariance, float32):
-    from scipy import linalg  # client-side only: the workers' kernels never need scipy
-
-    try:
-        cov_chol = linalg.cholesky(covariance, lower=True)
-    except linalg.LinAlgError:
-        raise ValueError(_error_message(float32)) from None
-    D = covariance.shape[0]
-    return linalg.solve_triangular(cov_chol, np.eye(D), lower=True).T
-
-
-def _precision_cholesky_full(covariances, float32):
-    return np.stack([_inverse_cholesky(c, float32) for c in covariances])
-
-
-def _precision_cholesky_tied(covariance, float32):
-    return _inverse_cholesky(covariance, float32)
-
-
-def _precision_cholesky_diag(covariances, float32):
-    if np.any(covariances <= 0.0) or not np.all(np.isfinite(covariances)):
-        raise ValueError(_error_message(float32))
-    return 1.0 / np.sqrt(covariances)
-
-
-_PRECISION_CHOLESKY = {
-    "full": _precision_cholesky_full,
-    "tied": _precision_cholesky_tied,
-    "diag": _precision_cholesky_diag,
-    "spherical": _precision_cholesky_diag,
-}
+    return COVARIANCES[covariance_type].covariances(stats, np.asarray(shift, np.float64),
+                                                    reg_covar, eps)
 
 
 def precision_cholesky(covariances, covariance_type, float32=False):
@@ -171,69 +405,36 @@ def precision_cholesky(covariances, covariance_type, float32=False):
     covariances = np.asarray(covariances, dtype=np.float64)
     if not np.all(np.isfinite(covariances)):
         raise ValueError(_error_message(float32))
-    return _PRECISION_CHOLESKY[covariance_type](covariances, float32)
-
-
-def _flipudlr(a):
-    return a[..., ::-1, ::-1]
+    return COVARIANCES[covariance_type].precision_cholesky(covariances, float32)
 
 
 def precision_cholesky_from_precisions(precisions, covariance_type):
     """The upper-triangular factor U with precision = U U^T (sklearn #26415)."""
-    from scipy import linalg
-
     precisions = np.asarray(precisions, dtype=np.float64)
-    if covariance_type == "full":
-        return np.stack([_flipudlr(linalg.cholesky(_flipudlr(p), lower=True)) for p in precisions])
-    if covariance_type == "tied":
-        return _flipudlr(linalg.cholesky(_flipudlr(precisions), lower=True))
-    return np.sqrt(precisions)
+    return COVARIANCES[covariance_type].precision_cholesky_from_precisions(precisions)
 
 
 def precisions_from_cholesky(precisions_cholesky, covariance_type):
     """precision = U U^T (full, tied) or U**2 (diag, spherical)."""
-    if covariance_type == "full":
-        return np.matmul(precisions_cholesky, precisions_cholesky.transpose(0, 2, 1))
-    if covariance_type == "tied":
-        return precisions_cholesky @ precisions_cholesky.T
-    return precisions_cholesky**2
+    return COVARIANCES[covariance_type].precisions_from_cholesky(precisions_cholesky)
 
 
 def covariances_from_cholesky(precisions_cholesky, covariance_type):
     """Covariances from the precision factors (used when only precisions are known)."""
-    if covariance_type == "full":
-        return np.stack([np.linalg.inv(u @ u.T) for u in precisions_cholesky])
-    if covariance_type == "tied":
-        return np.linalg.inv(precisions_cholesky @ precisions_cholesky.T)
-    return 1.0 / precisions_cholesky**2
+    return COVARIANCES[covariance_type].covariances_from_cholesky(precisions_cholesky)
 
 
 def log_det_cholesky(precisions_cholesky, covariance_type, n_features):
     """log det of the precision Cholesky factor, shape (n_components,) or scalar (tied)."""
-    if covariance_type == "full":
-        return np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)).sum(axis=1)
-    if covariance_type == "tied":
-        return np.log(np.diag(precisions_cholesky)).sum()
-    if covariance_type == "diag":
-        return np.log(precisions_cholesky).sum(axis=1)
-    return n_features * np.log(precisions_cholesky)
+    return COVARIANCES[covariance_type].log_det_cholesky(precisions_cholesky, n_features)
 
 
 def n_parameters(covariance_type, n_components, n_features):
     """Free parameters of the mixture, as sklearn's ``_n_parameters``."""
-    cov_params = {
-        "full": n_components * n_features * (n_features + 1) / 2.0,
-        "diag": n_components * n_features,
-        "tied": n_features * (n_features + 1) / 2.0,
-        "spherical": n_components,
-    }[covariance_type]
+    cov_params = COVARIANCES[covariance_type].n_parameters(n_components, n_features)
     return int(cov_params + n_features * n_components + n_components - 1)
 
 
 def covariance_shape(covariance_type, n_components, n_features):
-    return {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[covariance_type]
+    """Shape of the covariances (and of the precisions and their Cholesky factors)."""
+    return COVARIANCES[covariance_type].shape(n_components, n_features)

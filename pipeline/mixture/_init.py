@@ -18,6 +18,8 @@ from pipeline.mixture import _covariance, _kernels
 
 logger = logging.getLogger("pipeline.mixture")
 
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
 KMEANS_PARALLEL_ROUNDS = 5
 KMEANS_MAX_ITER = 300
 KMEANS_TOL = 1e-4
@@ -49,13 +51,55 @@ def _rng(*key):
     return np.random.default_rng([int(k) for k in key])
 
 
+# ------------------------------------------------------- k-means kernels (per chunk)
+
+
+def _sq_distances(X, centers, shift):
+    """Squared euclidean distances (n, C), computed on shifted float64 data."""
+    Xs = X.astype(np.float64) - shift
+    cs = centers - shift
+    d = (Xs * Xs).sum(axis=1)[:, None] - 2.0 * Xs @ cs.T + (cs * cs).sum(axis=1)[None, :]
+    return np.maximum(d, 0.0)
+
+
+def min_sq_distance_chunk(X, centers_list, shift):
+    """For each center set, the squared distance of every row to its nearest center (J, n)."""
+    if X.shape[0] == 0:
+        return np.zeros((len(centers_list), 0))
+    return np.stack([_sq_distances(X, c, shift).min(axis=1) for c in centers_list])
+
+
+def lloyd_chunk(X, centers_list, shift):
+    """For each center set: counts (C,), sums of (x - shift) (C, D), inertia."""
+    out = []
+    Xs = X.astype(np.float64) - shift
+    for centers in centers_list:
+        n_centers = centers.shape[0]
+        if X.shape[0] == 0:
+            out.append({"counts": np.zeros(n_centers), "sums": np.zeros(centers.shape),
+                        "inertia": 0.0})
+            continue
+        d = _sq_distances(X, centers, shift)
+        labels = d.argmin(axis=1)
+        counts = np.bincount(labels, minlength=n_centers).astype(np.float64)
+        sums = np.zeros(centers.shape)
+        np.add.at(sums, labels, Xs)
+        out.append({"counts": counts, "sums": sums,
+                    "inertia": float(d[np.arange(len(labels)), labels].sum())})
+    return out
+
+
+def nearest_center(X, centers, shift):
+    return _sq_distances(X, centers, shift).argmin(axis=1)
+
+
 def _cost_chunk(X, centers_list, shift):
-    mins = _kernels.min_sq_distance_chunk(X, centers_list, shift)
+    mins = min_sq_distance_chunk(X, centers_list, shift)
     return [{"cost": float(m.sum())} for m in mins]
 
 
 def _sample_chunk(X, index, centers_list, shift, costs, oversampling, seeds, step):
-    mins = _kernels.min_sq_distance_chunk(X, centers_list, shift)
+    mins = min_sq_distance_chunk(X, centers_list, shift)
     picked = []
     for d2, cost, factor, seed in zip(mins, costs, oversampling, seeds):
         u = _rng(seed, step, index).uniform(size=d2.shape[0])
@@ -66,7 +110,7 @@ def _sample_chunk(X, index, centers_list, shift, costs, oversampling, seeds, ste
 
 def _topk_chunk(X, index, centers_list, shift, n_trials, seeds, step):
     """Weighted sampling without replacement (Efraimidis-Spirakis keys log(u)/d^2)."""
-    mins = _kernels.min_sq_distance_chunk(X, centers_list, shift)
+    mins = min_sq_distance_chunk(X, centers_list, shift)
     out = []
     for d2, n, seed in zip(mins, n_trials, seeds):
         u = _rng(seed, step, index).uniform(size=d2.shape[0])
@@ -79,12 +123,12 @@ def _topk_chunk(X, index, centers_list, shift, n_trials, seeds, step):
 
 def _potential_chunk(X, centers_list, candidates_list, shift):
     out = []
-    mins = _kernels.min_sq_distance_chunk(X, centers_list, shift)
+    mins = min_sq_distance_chunk(X, centers_list, shift)
     for d2, candidates in zip(mins, candidates_list):
         if X.shape[0] == 0:
             out.append({"potential": np.zeros(len(candidates))})
             continue
-        dc = _kernels._sq_distances(X, candidates, shift)
+        dc = _sq_distances(X, candidates, shift)
         out.append({"potential": np.minimum(d2[:, None], dc).sum(axis=0)})
     return out
 
@@ -136,7 +180,7 @@ def kmeans_centers(data, specs, describe):
             extra = _rng(seed, KMEANS_PARALLEL_ROUNDS + 1).choice(n, size=k - len(candidates[j]),
                                                                    replace=False)
             candidates[j] = np.vstack([candidates[j], data.take(extra)])
-    counts = [r["counts"] for r in data.reduce(_kernels.lloyd_chunk, _kernels.combine_sums,
+    counts = [r["counts"] for r in data.reduce(lloyd_chunk, _kernels.combine_sums,
                                                  candidates, shift)]
     centers = []
     for (k, seed), cand, weight in zip(specs, candidates, counts):
@@ -146,7 +190,7 @@ def kmeans_centers(data, specs, describe):
     n_lloyd = 0
     while active and n_lloyd < KMEANS_MAX_ITER:
         n_lloyd += 1
-        result = data.reduce(_kernels.lloyd_chunk, _kernels.combine_sums,
+        result = data.reduce(lloyd_chunk, _kernels.combine_sums,
                              [centers[j] for j in active], shift)
         still = []
         for j, r in zip(active, result):
@@ -218,7 +262,7 @@ def _init_resp_chunk(X, index, specs):
     out = []
     for kind, payload, shift, covariance_type in specs:
         if kind == "labels":
-            labels = _kernels.nearest_center(X, payload, payload.mean(axis=0))
+            labels = nearest_center(X, payload, payload.mean(axis=0))
             resp = np.zeros((X.shape[0], payload.shape[0]))
             resp[np.arange(X.shape[0]), labels] = 1.0
         else:  # random responsibilities, seeded by the chunk index

@@ -13,30 +13,21 @@ loop over components:
 
 - E-step, whitening form (``full``, and any type whose components sit far from the
   common center): ``Y = W @ [x - center; 1]`` with ``W`` the K precision Cholesky
-  factors stacked, ``-P_k^T offset_k`` in the last column. ``Y`` holds every
-  component's whitened difference; squared and summed over features it gives the
-  squared Mahalanobis distances, shape (K, rows). No (K, rows, D) difference array.
-- E-step, expanded form (``tied``, ``diag``, ``spherical``, in float64): the distance
-  is a quadratic in features of the row (``[x; x^2; 1]``, or ``[z; |z|^2; 1]`` with
-  ``z = P^T x`` for ``tied``), so one (K, F) x (F, rows) product gives it. Expanding
-  costs digits in proportion to the squared whitened distance between a component and
-  the center; :func:`prepare_model` uses it only while that loses at most ~1e-10 of a
-  log-density, and the whitening form otherwise.
-- Statistics of full/tied: ``G = [r_k (x - shift_k); r_k]`` stacked over components,
-  times ``[x - center; 1]^T``: one (K (D+1), rows) x (rows, D+1) product gives
-  ``n_k``, ``s_k`` and ``sum r (x - shift_k)(x - center)^T``, from which
-  ``S_k = sum r (x - shift_k)(x - shift_k)^T`` follows exactly (it is that sum minus
-  ``s_k offset_k^T``: no second moment about the center is ever formed, so rounding
-  grows with the distance to the center, not its square).
-- Statistics of diag/spherical: moments about the center in float64 when the
-  expanded form is used (then shifted to each component on the chunk's totals),
-  otherwise the same stacked differences as full, reduced elementwise.
-- Statistics of tied: the M-step needs only the sum over components of the scatter
-  matrices, and responsibilities sum to 1 per row, so with the expanded form it is
-  ``sum (x - center)(x - center)^T`` (a D x D product, the same whatever the
-  responsibilities) shifted by the per-component first moments ``sum r [x - center; 1]``
-  (a (K, rows) x (rows, D+1) product): no (K, D+1, rows) array at all. Shifting loses
-  ~ eps * |whitened offset|^2 relative, the bound the expanded E-step already keeps.
+  factors P_k stacked (each type's ``per_component_matrices``), ``-P_k^T offset_k`` in
+  the last column. ``Y`` holds every component's whitened difference; squared and
+  summed over features it gives the squared Mahalanobis distances, shape (K, rows). No
+  (K, rows, D) difference array.
+- E-step, expanded form (each type's ``expanded``: ``tied``, ``diag``, ``spherical``,
+  in float64): the distance is a quadratic in features of the row (``[x; 1; x^2]``, or
+  ``[z; 1; |z|^2]`` with ``z = P^T x`` for ``tied``), so one (K, F) x (F, rows) product
+  gives it. Expanding costs digits in proportion to the squared whitened distance
+  between a component and the center; :func:`prepare_model` uses it only while that
+  loses at most ~1e-10 of a log-density, and the whitening form otherwise.
+- Statistics: an accumulator per covariance type and E-step form, chosen from
+  :data:`pipeline.mixture._covariance.COVARIANCES` (see :mod:`._statistics`). On the
+  whitening form they are taken about each component's mean from the stacked
+  ``[r_k (x - shift_k); r_k]``; on the expanded form about the common center from the
+  E-step's own features, then shifted to each component on the chunk's totals.
 
 Each sub-block's sums are in the compute dtype over at most ``_MAX_BLOCK_ROWS`` rows
 and are accumulated over sub-blocks and chunks in float64.
@@ -50,8 +41,8 @@ import numpy as np
 from pipeline.mixture import _covariance
 
 # Elements of the largest per-sub-block temporary (K (D+1) x rows): 2**18 float64 is
-# 2 MiB. Measured (RESULTS.md): 2**16 costs 10-15% more time per row (the products
-# get short), 2**19 no less; a sub-block's whole working set stays at a few MiB.
+# 2 MiB. Fewer make the products short and cost time per row, more gain nothing; a
+# sub-block's whole working set stays at a few MiB.
 _BLOCK_ELEMENTS = 2**18
 _MIN_BLOCK_ROWS = 128
 # Bounds the rows summed in float32 before the sum is added to a float64 total.
@@ -81,14 +72,8 @@ def _sub_blocks(n_rows, n_components, n_features):
 def _whitening_matrix(prec_chol, offsets, covariance_type, dtype):
     """(K D, D + 1): rows k D + j give ``(x - center - offset_k) @ P_k[:, j]``."""
     n_components, n_features = offsets.shape
-    if covariance_type == "full":
-        factors = prec_chol
-    elif covariance_type == "tied":
-        factors = np.broadcast_to(prec_chol, (n_components, n_features, n_features))
-    elif covariance_type == "diag":
-        factors = prec_chol[:, :, None] * np.eye(n_features)
-    else:
-        factors = prec_chol[:, None, None] * np.eye(n_features)
+    factors = _covariance.COVARIANCES[covariance_type].per_component_matrices(
+        prec_chol, n_components, n_features)
     whiten = np.empty((n_components, n_features, n_features + 1))
     whiten[:, :, :n_features] = factors.transpose(0, 2, 1)
     whiten[:, :, n_features] = -np.einsum("ki,kij->kj", offsets, factors)
@@ -98,23 +83,13 @@ def _whitening_matrix(prec_chol, offsets, covariance_type, dtype):
 def _expanded_form(prec_chol, offsets, covariance_type):
     """Coefficients of the squared distance as a linear form in row features, or None.
 
-    diag/spherical: features ``[x; 1; x^2]`` (x relative to the center); tied:
-    ``[z; 1; |z|^2]`` with ``z = P^T x``. None when the components sit too far from the
-    center (in their own metric) for the expansion to keep the digits.
+    None when the type has no expanded form (full), or when the components sit too far
+    from the center (in their own metric) for the expansion to keep the digits.
     """
-    n_components, n_features = offsets.shape
-    if covariance_type == "tied":
-        whitened = offsets @ prec_chol
-        coef = np.hstack([-2.0 * whitened, (whitened**2).sum(axis=1, keepdims=True),
-                          np.ones((n_components, 1))])
-    elif covariance_type in ("diag", "spherical"):
-        precision = (prec_chol if covariance_type == "diag" else prec_chol[:, None]) ** 2
-        precision = precision * np.ones(n_features)
-        whitened = offsets * np.sqrt(precision)
-        coef = np.hstack([-2.0 * precision * offsets,
-                          (precision * offsets**2).sum(axis=1, keepdims=True), precision])
-    else:
+    form = _covariance.COVARIANCES[covariance_type].expanded
+    if form is None:
         return None
+    coef, whitened = form.coefficients(prec_chol, offsets)
     if not np.all(np.isfinite(coef)):
         return None
     if (whitened**2).sum(axis=1).max(initial=0.0) > _EXPANDED_MAX_SQ_DISTANCE:
@@ -173,9 +148,8 @@ class _Workspace:
     elements are contiguous, whatever the block's length.
 
     One per thread for the life of the process (:func:`_workspace`): allocating them per
-    call cost more than the arithmetic on a sub-block (measured: a 1,927-row call took
-    4.7 ms in float64 with fresh buffers, page faults and zeroing of ~5 MB, against
-    ~1 ms of work), and a worker calls the kernel once per chunk and pass.
+    call costs more than the arithmetic of a sub-block (page faults and zeroing of a few
+    MB; see benchmarks/RESULTS.md), and a worker calls the kernel once per chunk and pass.
     """
 
     def __init__(self):
@@ -204,12 +178,13 @@ def _workspace():
 
 
 def _centered_block(X, model, work):
-    """``[x - center; 1]`` transposed: (D + 1, rows).
+    """``xt = [x - center; 1]`` transposed, (D + 1, rows), and the E-step's features.
 
-    In the compute dtype for the whitening E-step. In float64 for the expanded forms
-    (whatever the compute dtype: they need it), and then it is the first rows of the
-    expanded features, which for diag/spherical are built here once per sub-block for
-    both the E-step and the statistics: ``[x - center; 1; (x - center)^2]``.
+    Whitening E-step: the features are ``xt`` itself, in the compute dtype. Expanded
+    E-step: float64 whatever the compute dtype (the expansion needs it); ``xt`` is the
+    first rows of a buffer of the form's ``block_rows`` from which its ``features`` are
+    built (for diag/spherical the buffer becomes ``[x; 1; x^2]``, built once per
+    sub-block for the E-step and the statistics).
     """
     n_rows, D = X.shape
     center = model["center"]
@@ -217,40 +192,27 @@ def _centered_block(X, model, work):
         xt = work.get("xt", (D + 1, n_rows), center.dtype)
         np.subtract(X.T, center[:, None], out=xt[:D])
         xt[D] = 1
-        return xt
-    squares = model["covariance_type"] in ("diag", "spherical")
-    features = work.get("features", ((2 * D + 1) if squares else (D + 1), n_rows), np.float64)
-    np.subtract(X.T, center.astype(np.float64)[:, None], out=features[:D])
-    features[D] = 1
-    if squares:
-        np.multiply(features[:D], features[:D], out=features[D + 1 :])
-    return features[: D + 1]
+        return xt, xt
+    form = _covariance.COVARIANCES[model["covariance_type"]].expanded
+    block = work.get("features", (form.block_rows(D), n_rows), np.float64)
+    np.subtract(X.T, center.astype(np.float64)[:, None], out=block[:D])
+    block[D] = 1
+    return block[: D + 1], form.features(block, model["prec_chol"], work)
 
 
-def _weighted_log_prob(xt, model, work):
+def _weighted_log_prob(features, model, work):
     """log w_k + log N(x | k) for every component and row: (K, rows)."""
-    n_features = xt.shape[0] - 1
-    n_rows = xt.shape[1]
+    n_rows = features.shape[1]
     n_components = model["const"].shape[0]
     coef = model.get("expanded")
     if coef is not None:
-        if model["covariance_type"] == "tied":
-            # z = P^T x; features [z; 1; |z|^2]
-            features = work.get("tied", (n_features + 2, n_rows), np.float64)
-            z = features[:n_features]
-            np.matmul(model["prec_chol"].T.astype(np.float64, copy=False),
-                      xt[:n_features], out=z)
-            features[n_features] = 1.0
-            np.einsum("dn,dn->n", z, z, out=features[n_features + 1])
-        else:
-            # [x; 1; x^2], built with the centered block (xt is its first D + 1 rows)
-            features = work.get("features", (coef.shape[1], n_rows), np.float64)
         dist = work.get("dist64", (n_components, n_rows), np.float64)
         np.matmul(coef, features, out=dist)
     else:
-        whitened = work.get("whitened", (n_components * n_features, n_rows), xt.dtype)
-        np.matmul(model["whiten"], xt, out=whitened)
-        dist = work.get("dist", (n_components, n_rows), xt.dtype)
+        n_features = features.shape[0] - 1
+        whitened = work.get("whitened", (n_components * n_features, n_rows), features.dtype)
+        np.matmul(model["whiten"], features, out=whitened)
+        dist = work.get("dist", (n_components, n_rows), features.dtype)
         whitened = whitened.reshape(n_components, n_features, n_rows)
         np.einsum("kdn,kdn->kn", whitened, whitened, out=dist)
     dist *= -0.5
@@ -263,13 +225,13 @@ def _log_sum_exp(weighted_log_prob, work, absent=None):
 
     Terms below ``exp(_FLUSH[dtype])`` of the row's largest are raised to that value:
     far below the last digit of the sum, they change nothing, while exponentials of
-    very negative numbers take numpy's slow underflow path (measured: 5x the time of
+    very negative numbers take numpy's slow underflow path (several times the time of
     the exp on clustered data) and give subnormal numbers that slow the products of the
     statistics. Components of weight 0 (``absent``) still get exactly 0.
     """
     n_rows = weighted_log_prob.shape[1]
     dtype = weighted_log_prob.dtype
-    # per-row arrays in reused buffers too (see _Moments.add: MALLOC_TRIM_THRESHOLD_)
+    # per-row arrays in reused buffers too (MALLOC_TRIM_THRESHOLD_, see _statistics)
     top = work.get("top", (n_rows,), dtype)
     np.max(weighted_log_prob, axis=0, out=top)
     finite = work.get("finite", (n_rows,), bool)
@@ -297,121 +259,27 @@ def _absent(model):
     return None if finite.all() else ~finite
 
 
-def _responsibilities(xt, model, work):
+def _responsibilities(features, model, work):
     """(log p(x) (rows,), responsibilities (K, rows)) of a centered block."""
-    weighted_log_prob = _weighted_log_prob(xt, model, work)
+    weighted_log_prob = _weighted_log_prob(features, model, work)
     log_prob_norm, resp, total = _log_sum_exp(weighted_log_prob, work, _absent(model))
     with np.errstate(divide="ignore", invalid="ignore"):
         resp /= total
     return log_prob_norm, resp
 
 
-def _stacked_differences(xt, resp, offsets, work):
-    """``[r_k (x - center - offset_k); r_k]`` for every component: (K, D + 1, rows)."""
-    n_components, n_features = offsets.shape
-    diff = work.get("diff", (n_components, n_features + 1, xt.shape[1]), xt.dtype)
-    np.subtract(xt[:n_features][None], offsets[:, :, None], out=diff[:, :n_features])
-    diff[:, n_features] = 1
-    diff *= resp[:, None, :]
-    return diff
-
-
-class _Moments:
-    """Statistics of one model over the sub-blocks of a chunk, in float64."""
-
-    def __init__(self, model, n_features):
-        self.covariance_type = model["covariance_type"]
-        self.offsets = model["offsets"].astype(np.float64)
-        n_components = self.offsets.shape[0]
-        self.matrix = _covariance.second_moment_is_matrix(self.covariance_type)
-        self.tied = self.covariance_type == "tied"
-        # the expanded forms (tied, diag, spherical; never full) accumulate about the center
-        self.about_center = model.get("expanded") is not None
-        D = n_features
-        self.n = 0
-        self.loglik = 0.0
-        # rows k: [sum r (x - shift_k) (x - center)^T | sum r (x - shift_k)] over
-        # [... ; sum r (x - center)^T | n_k]; or, about the center, sum r [x; x^2; 1]
-        # (diag, spherical), or sum r [x; 1] and the rows' sum x x^T (tied)
-        if self.about_center and self.tied:
-            self.sums = np.zeros((n_components, D + 1))
-            self.scatter = np.zeros((D, D))
-        elif self.matrix:
-            self.sums = np.zeros((n_components, D + 1, D + 1))
-        elif self.about_center:
-            self.sums = np.zeros((n_components, 2 * D + 1))
-        else:
-            self.sums = np.zeros((n_components, D + 1, 2))
-
-    def add(self, xt, resp, log_prob_norm, offsets, work):
-        self.n += xt.shape[1]
-        self.loglik += float(log_prob_norm.sum(dtype=np.float64))
-        D = xt.shape[0] - 1
-        if self.about_center and self.tied:
-            # xt is float64 here (see _centered_block)
-            self.sums += resp @ xt.T
-            self.scatter += xt[:D] @ xt[:D].T
-            return
-        if self.about_center:
-            # sum r [x; 1; x^2]: the expanded features of the E-step, as they are
-            features = work.get("features", (2 * D + 1, xt.shape[1]), np.float64)
-            self.sums += resp @ features.T
-            return
-        diff = _stacked_differences(xt, resp.astype(xt.dtype, copy=False), offsets, work)
-        if self.matrix:
-            K = diff.shape[0]
-            # into a reused buffer: dask's nanny sets MALLOC_TRIM_THRESHOLD_, which makes
-            # glibc map and unmap (and the kernel zero) every large temporary anew
-            block = work.get("block", (K * (D + 1), D + 1), xt.dtype)
-            np.matmul(diff.reshape(K * (D + 1), -1), xt.T, out=block)
-            self.sums += block.reshape(K, D + 1, D + 1)
-        else:
-            # sum r d (x - center) per feature, and sum r d (d: difference to shift_k)
-            self.sums[:, :, 0] += np.einsum("kdn,dn->kd", diff, xt)
-            self.sums[:, :, 1] += diff.sum(axis=2)
-
-    def stats(self):
-        D = self.offsets.shape[1]
-        offsets = self.offsets
-        if self.about_center and self.tied:
-            nk = self.sums[:, D].copy()
-            first = self.sums[:, :D]
-            s = first - nk[:, None] * offsets
-            # the rows' scatter is sum_k sum r (x - center)(x - center)^T: responsibilities
-            # sum to 1 per row
-            S = _covariance.summed_scatter(self.scatter, first, nk, offsets)
-            S = 0.5 * (S + S.T)
-        elif self.matrix:
-            nk = self.sums[:, D, D].copy()
-            s = self.sums[:, :D, D].copy()
-            # sum r d x^T - s offset^T = sum r d d^T, with d = x - shift_k
-            S = self.sums[:, :D, :D] - s[:, :, None] * offsets[:, None, :]
-            S = 0.5 * (S + S.transpose(0, 2, 1))
-            if self.tied:
-                S = S.sum(axis=0)
-        elif self.about_center:
-            nk = self.sums[:, D].copy()
-            first = self.sums[:, :D]
-            s = first - nk[:, None] * offsets
-            S = self.sums[:, D + 1 :] - 2.0 * offsets * first + nk[:, None] * offsets**2
-        else:
-            nk = self.sums[:, D, 1].copy()
-            s = self.sums[:, :D, 1].copy()
-            S = self.sums[:, :D, 0] - s * offsets
-        return {"n": float(self.n), "loglik": self.loglik, "nk": nk, "s": s, "S": S}
+def _accumulator(model):
+    """A fresh accumulator for the model's covariance type and E-step form."""
+    covariance = _covariance.COVARIANCES[model["covariance_type"]]
+    if model.get("expanded") is None:
+        return covariance.statistics(model["offsets"])
+    return covariance.expanded.statistics(model["offsets"])
 
 
 def empty_stats(n_components, n_features, covariance_type):
-    D = n_features
-    second = {"full": (n_components, D, D), "tied": (D, D)}.get(covariance_type,
-                                                               (n_components, D))
-    return {
-        "n": 0.0,
-        "loglik": 0.0,
-        "nk": np.zeros(n_components),
-        "s": np.zeros((n_components, D)),
-        "S": np.zeros(second),
-    }
+    """The statistics of no rows (zeros of each statistic's shape)."""
+    statistics = _covariance.COVARIANCES[covariance_type].statistics
+    return statistics(np.zeros((n_components, n_features))).stats()
 
 
 # ---------------------------------------------------------------- EM pass
@@ -436,15 +304,12 @@ def em_chunk(X, models):
     out = []
     for model in models:
         n_components = model["offsets"].shape[0]
-        if n_rows == 0:
-            out.append(empty_stats(n_components, n_features, model["covariance_type"]))
-            continue
-        moments = _Moments(model, n_features)
+        statistics = _accumulator(model)
         for start, stop in _sub_blocks(n_rows, n_components, n_features):
-            xt = _centered_block(X[start:stop], model, work)
-            log_prob_norm, resp = _responsibilities(xt, model, work)
-            moments.add(xt, resp, log_prob_norm, model["offsets"], work)
-        out.append(moments.stats())
+            xt, features = _centered_block(X[start:stop], model, work)
+            log_prob_norm, resp = _responsibilities(features, model, work)
+            statistics.add(xt, features, resp, log_prob_norm, work)
+        out.append(statistics.stats())
     return out
 
 
@@ -452,21 +317,19 @@ def resp_chunk(X, resp, shift, covariance_type):
     """Statistics for given responsibilities (initialisation), about ``shift`` (K, D)."""
     n_rows, n_features = X.shape
     n_components = shift.shape[0]
-    if n_rows == 0:
-        return empty_stats(n_components, n_features, covariance_type)
     shift = np.asarray(shift, np.float64)
     center = shift.mean(axis=0)
     model = {"covariance_type": covariance_type, "offsets": shift - center, "expanded": None,
              "center": center}
-    moments = _Moments(model, n_features)
+    statistics = _accumulator(model)
     work = _workspace()
     X = np.asarray(X)
     resp = np.asarray(resp)
     for start, stop in _sub_blocks(n_rows, n_components, n_features):
-        xt = _centered_block(X[start:stop].astype(np.float64, copy=False), model, work)
+        xt, _ = _centered_block(X[start:stop].astype(np.float64, copy=False), model, work)
         block_resp = np.ascontiguousarray(resp[start:stop].T, dtype=np.float64)
-        moments.add(xt, block_resp, np.zeros(0), model["offsets"], work)
-    stats = moments.stats()
+        statistics.add(xt, xt, block_resp, np.zeros(0), work)
+    stats = statistics.stats()
     stats["loglik"] = 0.0
     return stats
 
@@ -494,8 +357,8 @@ def log_prob_resp(X, model):
     log_resp = np.empty((n_rows, n_components), dtype=X.dtype)
     work = _workspace()
     for start, stop in _sub_blocks(n_rows, n_components, n_features):
-        xt = _centered_block(X[start:stop], model, work)
-        weighted_log_prob = _weighted_log_prob(xt, model, work)
+        _, features = _centered_block(X[start:stop], model, work)
+        weighted_log_prob = _weighted_log_prob(features, model, work)
         lpn, _, _ = _log_sum_exp(weighted_log_prob, work, _absent(model))
         log_prob_norm[start:stop] = lpn
         log_resp[start:stop] = (weighted_log_prob - lpn).T
@@ -548,45 +411,3 @@ def combine_describe(parts):
         acc["n_nan"] += p["n_nan"]
         acc["n_inf"] += p["n_inf"]
     return acc
-
-
-# ------------------------------------------------------------- k-means
-
-
-def _sq_distances(X, centers, shift):
-    """Squared euclidean distances (n, C), computed on shifted float64 data."""
-    Xs = X.astype(np.float64) - shift
-    cs = centers - shift
-    d = (Xs * Xs).sum(axis=1)[:, None] - 2.0 * Xs @ cs.T + (cs * cs).sum(axis=1)[None, :]
-    return np.maximum(d, 0.0)
-
-
-def min_sq_distance_chunk(X, centers_list, shift):
-    """For each center set, the squared distance of every row to its nearest center (J, n)."""
-    if X.shape[0] == 0:
-        return np.zeros((len(centers_list), 0))
-    return np.stack([_sq_distances(X, c, shift).min(axis=1) for c in centers_list])
-
-
-def lloyd_chunk(X, centers_list, shift):
-    """For each center set: counts (C,), sums of (x - shift) (C, D), inertia."""
-    out = []
-    Xs = X.astype(np.float64) - shift
-    for centers in centers_list:
-        n_centers = centers.shape[0]
-        if X.shape[0] == 0:
-            out.append({"counts": np.zeros(n_centers), "sums": np.zeros(centers.shape),
-                        "inertia": 0.0})
-            continue
-        d = _sq_distances(X, centers, shift)
-        labels = d.argmin(axis=1)
-        counts = np.bincount(labels, minlength=n_centers).astype(np.float64)
-        sums = np.zeros(centers.shape)
-        np.add.at(sums, labels, Xs)
-        out.append({"counts": counts, "sums": sums,
-                    "inertia": float(d[np.arange(len(labels)), labels].sum())})
-    return out
-
-
-def nearest_center(X, centers, shift):
-    return _sq_distances(X, centers, shift).argmin(axis=1)

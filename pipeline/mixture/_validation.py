@@ -10,9 +10,8 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils import check_array
 
-from pipeline.mixture._covariance import COVARIANCE_TYPES
-
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+from pipeline.mixture._covariance import COVARIANCE_TYPES, COVARIANCES
+from pipeline.mixture._init import INIT_METHODS
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -72,7 +71,7 @@ PARAMETER_CONSTRAINTS = {
     "reg_covar": _float_range(0.0),
     "max_iter": _int_range(0),
     "n_init": _int_range(1),
-    "init_params": _options(INIT_PARAMS),
+    "init_params": _options(INIT_METHODS),
     "weights_init": (_array_like_or_none, "an array-like or None"),
     "means_init": (_array_like_or_none, "an array-like or None"),
     "precisions_init": (_array_like_or_none, "an array-like or None"),
@@ -142,20 +141,14 @@ def _check_precision_matrix(precision, covariance_type):
 
 
 def check_precisions(precisions, covariance_type, n_components, n_features):
+    covariance = COVARIANCES[covariance_type]
+    shape = covariance.shape(n_components, n_features)
     precisions = check_array(precisions, dtype=[np.float64, np.float32], ensure_2d=False,
-                             allow_nd=covariance_type == "full")
-    shapes = {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }
-    _check_shape(precisions, shapes[covariance_type], "%s precision" % covariance_type)
-    if covariance_type == "full":
-        for precision in precisions:
+                             allow_nd=len(shape) > 2)
+    _check_shape(precisions, shape, "%s precision" % covariance_type)
+    if covariance.matrix:
+        for precision in precisions.reshape(-1, n_features, n_features):
             _check_precision_matrix(precision, covariance_type)
-    elif covariance_type == "tied":
-        _check_precision_matrix(precisions, covariance_type)
     elif np.any(precisions <= 0.0):
         raise ValueError("'%s precision' should be positive" % covariance_type)
     return precisions
