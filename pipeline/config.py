@@ -26,7 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+from pipeline.mixture._covariance import COVARIANCE_TYPES
+from pipeline.mixture._init import INIT_METHODS
+
 SECRET_WORDS = ("secret", "password", "token", "key", "credential")
 # Column names the assignments output writes itself; a passthrough column must not shadow them.
 OUTPUT_COLUMNS = re.compile(r"cluster|log_density|prob_\d+")
@@ -193,7 +195,7 @@ class Model(_Section):
     n_components: Any = 1
     covariance_type: Any = "full"
     n_init: PositiveInt = 1
-    init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans"
+    init_params: Literal[*INIT_METHODS] = "kmeans"
     tol: Annotated[float, Field(ge=0)] = 1e-3
     max_iter: Annotated[int, Field(ge=0)] = 100
     reg_covar: Annotated[float, Field(ge=0)] = 1e-6
