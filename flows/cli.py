@@ -34,27 +34,53 @@ class _DropTracebacks(logging.Filter):
         return True
 
 
-def _setup_logging(debug, prefect):
-    """Show the library's progress (each EM iteration) on stderr, once.
+def _setup_logging(args, prefect):
+    """Show the library's progress on stderr, each message once (see flows/progress.py).
 
     Under Prefect, Prefect's own handlers already carry the library's records (to the
     console and to the server: ``PREFECT_LOGGING_EXTRA_LOGGERS``), so a handler of ours
     would print every line twice; without Prefect, ours is the only one.
     """
+    from flows import progress
+
     library = logging.getLogger("pipeline")
-    library.setLevel(logging.INFO)
+    library.setLevel(progress.level_for(args.quiet, args.verbose))
     if not prefect and not any(getattr(h, "_mixlake", False) for h in library.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+        handler = progress.handler_for()
         handler._mixlake = True
         library.addHandler(handler)
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    if not debug:
+    logging.getLogger("distributed").setLevel(logging.ERROR if args.quiet else logging.WARNING)
+    if not args.debug:
         for name in ["", *logging.root.manager.loggerDict]:
             for h in logging.getLogger(name).handlers:
                 if not any(isinstance(f, _DropTracebacks) for f in h.filters):
                     h.addFilter(_DropTracebacks())
+
+
+def _close_logging():
+    """Stop a live progress display before the summary is printed."""
+    library = logging.getLogger("pipeline")
+    for handler in [h for h in library.handlers if getattr(h, "_mixlake", False)]:
+        handler.close()
+        library.removeHandler(handler)
+
+
+def _process_seconds():
+    """Seconds since this process started (interpreter start-up and imports included)."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
+def _time_line(summary):
+    """The run's phases, preceded by the process's start-up and followed by what the
+    phases do not cover: the parts add up to the process's wall time so far."""
+    timings = dict(summary["timings"])
+    total = _process_seconds()
+    startup = summary.get("started_after", 0.0)
+    other = total - startup - sum(timings.values())
+    parts = {"start-up": startup, **timings, "other": max(other, 0.0)}
+    return ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()) + f"; total {total:.1f} s"
 
 
 def _print_summary(summary, stream=sys.stdout):
@@ -84,7 +110,7 @@ def _print_summary(summary, stream=sys.stdout):
                                        for c in summary["clusters"]),
         "  best by " + criterion.upper() + ":  "
         + ", ".join(f"{c['name']} {c[criterion]:,.0f}" for c in ranked[:4]),
-        "  time          " + ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings"].items()),
+        "  time          " + _time_line(summary),
         f"  output        {summary['output']}",
         f"  report        {os.path.join(summary['output'], 'report', 'report.md')}",
         "",
@@ -113,15 +139,21 @@ def _execute(args, config, config_path, job_name):
     directly: a plain run does not start a Prefect server it would throw away."""
     from pipeline import run
 
+    started_after = _process_seconds()
     if args.prefect or prefect_configured():
         if job_name == "fit":
             from flows.fit import fit_flow as flow
         else:
             from flows.score import score_flow as flow
-        _setup_logging(args.debug, prefect=True)
-        return flow(str(Path(config_path).resolve()), list(args.set), config=config)
-    _setup_logging(args.debug, prefect=False)
-    return run.execute(config, run.FIT if job_name == "fit" else run.SCORE)
+        _setup_logging(args, prefect=True)
+        summary = flow(str(Path(config_path).resolve()), list(args.set), config=config)
+    else:
+        _setup_logging(args, prefect=False)
+        try:
+            summary = run.execute(config, run.FIT if job_name == "fit" else run.SCORE)
+        finally:
+            _close_logging()
+    return {**summary, "started_after": started_after}
 
 
 def _cmd_run(args):
@@ -179,14 +211,14 @@ def _cmd_validate(args):
 def _cmd_serve(args):
     from flows.deploy import serve
 
-    _setup_logging(args.debug, prefect=True)
+    _setup_logging(args, prefect=True)
     serve(args.config, list(args.set))
 
 
 def _cmd_deploy(args):
     from flows.deploy import deploy
 
-    _setup_logging(args.debug, prefect=True)
+    _setup_logging(args, prefect=True)
     print(deploy(args.config, list(args.set), work_pool=args.pool))
 
 
@@ -194,6 +226,10 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="mixlake", description="Gaussian-mixture clustering for the data lake, on Dask.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the summary and errors")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also every candidate's iterations and every pass")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name, func, help_text, config=True):
@@ -204,6 +240,10 @@ def build_parser():
                        help="override a config value, e.g. model.n_components=5")
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show tracebacks on errors")
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="print only the summary and errors")
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="also every candidate's iterations and every pass")
         p.set_defaults(func=func, prefect=False, full=False)
         return p
 

@@ -28,7 +28,8 @@ DPI = 110
 # Mahalanobis radius of the drawn ellipses.
 ELLIPSE_SIGMAS = 2.0
 MAX_ERROR_CHARS = 200
-TIMING_ORDER = ("load", "select", "write", "total")
+TIMING_ORDER = ("checks", "cluster", "load", "select", "write", "shutdown", "report",
+                "publish", "total")
 
 
 def write_report(

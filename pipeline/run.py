@@ -96,6 +96,22 @@ class Job:
     stage: object  # (config, schema, run_id) -> summary with a "manifest"
 
 
+class Laps:
+    """Consecutive durations of a run's phases: they add up to the time they cover."""
+
+    def __init__(self):
+        self.mark = time.perf_counter()
+        self.seconds = {}
+
+    def lap(self, name):
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self.mark
+        self.mark = now
+
+    def rounded(self):
+        return {name: round(value, 3) for name, value in self.seconds.items()}
+
+
 def _call(name, func, *args):
     return func(*args)
 
@@ -135,19 +151,25 @@ DETERMINISTIC_ERRORS = (ConfigError, DataError, ModelFileError, ValueError)
 
 
 def _steps(config, job, run_id, step):
+    laps = Laps()
     if step("check-output", check_output, config, job.name) == "skip":
         logger.info("output %s already holds a complete run of this config: skipped",
                     config.output.path)
         return {"run_id": run_id, "skipped": True, "output": config.output.path}
     schema = step("read-input", job.inspect, config)
+    laps.lap("checks")
     summary = step(job.name, job.stage, config, schema, run_id)
-    if summary.get("manifest") is None:  # nothing new: the output stays as it is
-        return summary
-    try:
-        step("publish", publish, config, run_id, summary["manifest"])
-    except BaseException:
-        discard(config, run_id)
-        raise
+    laps.mark = time.perf_counter()
+    if summary.get("manifest") is not None:  # else nothing new: the output stays as it is
+        try:
+            step("publish", publish, config, run_id, summary["manifest"])
+        except BaseException:
+            discard(config, run_id)
+            raise
+        laps.lap("publish")
+    timings = laps.rounded()
+    summary["timings"] = {"checks": timings["checks"], **summary.get("timings", {}),
+                          **({"publish": timings["publish"]} if "publish" in timings else {})}
     return summary
 
 
@@ -200,21 +222,18 @@ def fit_to_staging(config, schema, run_id):
     from pipeline.selection import select
 
     target = Target(config.output, run_id)
-    timings = {}
-    started = time.perf_counter()
+    laps = Laps()
     model_cfg = config.model
     try:
         with connect(config.cluster):
-            t = time.perf_counter()
+            laps.lap("cluster")
             dataset = source.load(config.source, dtype=model_cfg.dtype,
                                   min_distinct_rows=max(model_cfg.component_counts()),
                                   schema=schema)
-            timings["load"] = time.perf_counter() - t
             logger.info("loaded %d rows x %d features from %d partition(s)", dataset.n_rows,
                         len(dataset.features), len(dataset.files))
+            laps.lap("load")
             checkpoint = Checkpoint(config.output, config.config_hash())
-            fingerprint = source.fingerprint(schema.inputs)
-            t = time.perf_counter()
             result = select(
                 dataset.X, n_components=model_cfg.component_counts(),
                 covariance_types=model_cfg.covariance_types(), n_init=model_cfg.n_init,
@@ -222,12 +241,12 @@ def fit_to_staging(config, schema, run_id):
                 reg_covar=model_cfg.reg_covar, max_iter=model_cfg.max_iter,
                 random_state=model_cfg.random_state, criterion=model_cfg.criterion,
                 dtype=model_cfg.dtype, persist=model_cfg.persist, checkpoint=checkpoint,
-                fingerprint=fingerprint)
-            timings["select"] = time.perf_counter() - t
+                fingerprint=source.fingerprint(schema.inputs))
+            laps.lap("select")
             estimator = result.estimator
-            t = time.perf_counter()
             target.begin()
-            logger.info("writing %d partition(s) into %s", len(dataset.files), target.staging)
+            logger.info("writing %d partition(s) into %s", len(dataset.files), target.staging,
+                        extra={"progress": {"phase": "write", "total": len(dataset.files)}})
             partitions = assign.write_assignments(
                 dataset, _prepared(estimator, model_cfg.dtype), estimator.n_components,
                 config.output.columns, target.location)
@@ -239,9 +258,9 @@ def fit_to_staging(config, schema, run_id):
                                                "config_hash": config.config_hash()},
                                         storage_options=target.options)
             sample = _sample(dataset, 5000, 0)
-            timings["write"] = time.perf_counter() - t
+            laps.lap("write")
+        laps.lap("shutdown")
         counts = np.sum([p["cluster_counts"] for p in partitions], axis=0)
-        timings["total"] = time.perf_counter() - started
         summary = {
             "run_id": run_id,
             "config_hash": config.config_hash(),
@@ -252,7 +271,7 @@ def fit_to_staging(config, schema, run_id):
             "features": dataset.features,
             "passes": result.n_passes,
             "rows_dropped": dataset.rows_dropped,
-            "timings": {k: round(v, 3) for k, v in timings.items()},
+            "timings": laps.rounded(),
             "candidates": [c.row() for c in result.candidates],
             "chosen": result.best.name,
             "clusters": [{"cluster": k, "weight": float(estimator.weights_[k]),
@@ -268,6 +287,8 @@ def fit_to_staging(config, schema, run_id):
                                      run_id)
         target.write_text(ledger.NAME, ledger.dumps(entries))
         target.write_text("config.yaml", dump_config(config))
+        laps.lap("report")
+        summary["timings"] = laps.rounded()
     except BaseException:
         target.discard()
         raise

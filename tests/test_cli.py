@@ -233,3 +233,45 @@ def test_demo_runs_on_the_embedded_default(prefect_harness, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "chosen" in done.stdout and "report.md" in done.stdout
     assert (tmp_path / "demo" / "output" / "report" / "bic.png").is_file()
+
+
+def _plain(*argv):
+    """The real command without Prefect (no server configured), output not a terminal."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    return subprocess.run([sys.executable, "-m", "flows.cli", *argv], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def _messages(stderr):
+    """The log lines without their time stamps."""
+    return [line.split(" ", 1)[1] for line in stderr.splitlines()
+            if line[:2].isdigit() and line[2:3] == ":"]
+
+
+@pytest.mark.parametrize("way", ["plain", "prefect"])
+def test_every_message_is_printed_once(prefect_harness, tmp_path, good_data, address, way):
+    path = _config_file(tmp_path, good_data, address, model={"n_components": [1, 2, 3]})
+    done = (_plain("run", str(path)) if way == "plain"
+            else _cli(prefect_harness, "run", str(path)))
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "pipeline." in line]
+    assert lines, done.stderr
+    bodies = [line.split("pipeline.", 1)[1] for line in lines]
+    assert len(bodies) == len(set(bodies)), done.stderr  # no message twice
+    assert sum("selected " in body for body in bodies) == 1
+    # the summary's time line adds up to the process's wall time
+    time_line = next(line for line in done.stdout.splitlines() if line.strip().startswith("time"))
+    parts, total = time_line.split(";")
+    seconds = [float(p.split()[-2]) for p in parts.split("time", 1)[1].split(",")]
+    assert abs(sum(seconds) - float(total.split()[1])) <= 0.1 * len(seconds)
+
+
+def test_quiet_prints_the_summary_and_nothing_else(tmp_path, good_data, address):
+    path = _config_file(tmp_path, good_data, address)
+    done = _plain("-q", "run", str(path))
+    assert done.returncode == 0, done.stderr
+    assert _messages(done.stderr) == []
+    assert "chosen" in done.stdout
+    verbose = _plain("run", "-v", str(path), "--set", "output.mode=overwrite")
+    assert verbose.returncode == 0, verbose.stderr
+    assert any("DEBUG" in line for line in verbose.stderr.splitlines()), verbose.stderr
