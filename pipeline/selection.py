@@ -9,7 +9,9 @@ still running. A grid therefore costs
 passes, where the initialisation passes are shared by all candidates (k-means runs all
 component counts together). The criterion (BIC by default) picks the model; within one
 (n_components, covariance_type), the restart with the best lower bound is kept, as
-scikit-learn's ``n_init`` does.
+scikit-learn's ``n_init`` does. The fitting itself is the estimator's own core
+(:func:`pipeline.mixture._fit.fit_states`); a candidate that cannot be initialised or
+whose covariance becomes ill-defined stops alone, with its error recorded.
 """
 
 import logging
