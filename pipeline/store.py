@@ -16,7 +16,6 @@ import numpy as np
 
 from pipeline.io import filesystem
 from pipeline.mixture import GaussianMixture, _covariance
-from pipeline.mixture._em import PARAMETERS
 
 FORMAT = "mixlake-model"
 FORMAT_VERSION = 1
@@ -30,7 +29,12 @@ class ModelFileError(ValueError):
 
 
 def _arrays(estimator):
-    return {name: getattr(estimator, f"{name}_") for name in PARAMETERS}
+    return {
+        "weights": estimator.weights_,
+        "means": estimator.means_,
+        "covariances": estimator.covariances_,
+        "precisions_cholesky": estimator.precisions_cholesky_,
+    }
 
 
 def model_id(estimator):
@@ -240,8 +244,9 @@ def load_model(path, storage_options=None):
     fit = meta["fit"]
     try:
         estimator = GaussianMixture._from_parameters(
-            tuple(arrays[name] for name in PARAMETERS), converged=fit["converged"],
-            n_iter=fit["n_iter"], lower_bound=fit["lower_bound"],
+            (arrays["weights"], arrays["means"], arrays["covariances"],
+             arrays["precisions_cholesky"]),
+            converged=fit["converged"], n_iter=fit["n_iter"], lower_bound=fit["lower_bound"],
             lower_bounds=fit["lower_bounds"], n_features_in=D,
             feature_names_in=meta.get("feature_names_in"), **meta["params"])
     except TypeError as exc:
