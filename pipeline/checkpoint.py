@@ -1,29 +1,28 @@
 """Checkpoints of the EM: a killed run resumes from its last completed pass.
 
-After each pass over the data the state of every candidate (parameters, iteration, lower
-bounds, convergence, errors) is written under the run's working location:
+After each pass over the data the state of every candidate (serialised by the state
+itself: ``to_dict`` / ``from_dict``) and its error are written under the run's working
+location:
 
 - local output ``<parent>/.<name>.work-<config hash>/``
 - object stores ``<output>/_work/<config hash>/``
 
-A checkpoint is used only by a run with the same config hash and the same input files
-(paths, sizes, modification times); it is deleted once the run is published.
+A checkpoint is used only by a run with the same config hash, the same input files
+(paths, sizes, modification times) and the same candidates; it is deleted once the run
+is published.
 """
 
 import io as _io
 import json
 import logging
 import posixpath
+import zipfile
 
 import numpy as np
 
 from pipeline.storage import filesystem, is_local
 
 logger = logging.getLogger("pipeline.checkpoint")
-
-STATE_FIELDS = ("covariance_type", "reg_covar", "tol", "max_iter", "lower_bound",
-                "lower_bounds", "n_iter", "converged", "error", "fit_time", "name")
-ARRAY_FIELDS = ("weights", "means", "covariances", "precisions_cholesky")
 
 
 def working_location(output_config, config_hash):
@@ -49,24 +48,33 @@ class Checkpoint:
             handle.write(data)
 
     def save(self, states, errors, fingerprint, passes):
-        """Write the state of every candidate after a pass (state.json written last)."""
-        iteration = max((s.n_iter for s in states if s is not None), default=0)
-        arrays = {}
-        entries = []
+        """Write the states of a fit after a pass (``state.json`` written last).
+
+        Parameters
+        ----------
+        states : list of EMState or None
+            Anything with ``to_dict() -> (JSON-able dict, dict of arrays)``.
+        errors : list of str or None
+        fingerprint : str
+            Of the input (paths, sizes, modification times).
+        passes : int
+            Passes over the data made so far.
+        """
+        entries, arrays = [], {}
         for i, state in enumerate(states):
             if state is None:
                 entries.append(None)
                 continue
-            entries.append({field: getattr(state, field) for field in STATE_FIELDS})
-            for field in ARRAY_FIELDS:
-                arrays[f"c{i}_{field}"] = np.asarray(getattr(state, field), np.float64)
+            values, state_arrays = state.to_dict()
+            entries.append(values)
+            arrays.update({f"c{i}_{name}": array for name, array in state_arrays.items()})
         buffer = _io.BytesIO()
         np.savez(buffer, **arrays)
         npz_name = f"state-{passes}.npz"
         self._write(npz_name, buffer.getvalue())
         payload = {"config_hash": self.config_hash, "fingerprint": fingerprint,
-                   "iteration": iteration, "passes": passes, "arrays": npz_name,
-                   "candidates": entries, "errors": errors}
+                   "passes": passes, "arrays": npz_name, "candidates": entries,
+                   "errors": errors}
         self._write("state.json.new", json.dumps(payload).encode())
         self.fs.mv(posixpath.join(self.root, "state.json.new"),
                    posixpath.join(self.root, "state.json"))
@@ -76,17 +84,29 @@ class Checkpoint:
                 self.fs.rm(name)
 
     def load(self, fingerprint):
-        """The saved payload and arrays, or None when absent or for other inputs."""
+        """The saved payload and each state's arrays, or None when absent or for other inputs.
+
+        Returns
+        -------
+        payload : dict
+            ``passes``, ``errors`` and ``candidates`` (each state's dict, or None).
+        arrays : list of dict or None
+            The arrays of each entry of ``candidates``.
+        """
         state_path = posixpath.join(self.root, "state.json")
         if not self.fs.exists(state_path):
             return None
         try:
             with self.fs.open(state_path, "r") as handle:
                 payload = json.loads(handle.read())
+            arrays = [None if entry is None else {} for entry in payload["candidates"]]
             with self.fs.open(posixpath.join(self.root, payload["arrays"]), "rb") as handle:
                 with np.load(_io.BytesIO(handle.read()), allow_pickle=False) as npz:
-                    arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, KeyError) as exc:
+                    for key in npz.files:
+                        index, name = key[1:].split("_", 1)
+                        arrays[int(index)][name] = npz[key]
+        except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError,
+                zipfile.BadZipFile) as exc:
             logger.warning("ignoring an unreadable checkpoint at %s: %s", self.location, exc)
             return None
         if payload.get("config_hash") != self.config_hash:
@@ -97,20 +117,41 @@ class Checkpoint:
             return None
         return payload, arrays
 
+    def restore(self, fingerprint, names, from_dict):
+        """``(states, errors, passes)`` saved by a fit of the runs ``names`` on this input.
+
+        Parameters
+        ----------
+        fingerprint : str
+        names : list of str
+            The runs of this fit, in order; a checkpoint of other runs is not used.
+        from_dict : callable
+            ``from_dict(values, arrays)`` -> a state (with ``name`` and ``n_iter``).
+
+        Returns
+        -------
+        tuple or None
+        """
+        loaded = self.load(fingerprint)
+        if loaded is None:
+            return None
+        payload, arrays = loaded
+        try:
+            states = [None if entry is None else from_dict(entry, entry_arrays)
+                      for entry, entry_arrays in zip(payload["candidates"], arrays)]
+        except (TypeError, KeyError) as exc:
+            logger.warning("ignoring an unreadable checkpoint at %s: %s", self.location, exc)
+            return None
+        if len(states) != len(names) or any(
+                state is not None and state.name != name for state, name in zip(states, names)):
+            logger.info("the checkpoint at %s is of another grid: starting over", self.location)
+            return None
+        iteration = max((s.n_iter for s in states if s is not None), default=0)
+        logger.info("resumed from iteration %d (checkpoint after pass %d at %s)",
+                    iteration, payload["passes"], self.location)
+        return states, payload["errors"], payload["passes"]
+
     def clear(self):
         if self.fs.exists(self.root):
             self.fs.rm(self.root, recursive=True)
 
-
-def restore_states(payload, arrays, state_class):
-    """EMState objects (or None) from a loaded checkpoint."""
-    states = []
-    for i, entry in enumerate(payload["candidates"]):
-        if entry is None:
-            states.append(None)
-            continue
-        fields = dict(entry)
-        for field in ARRAY_FIELDS:
-            fields[field] = arrays[f"c{i}_{field}"]
-        states.append(state_class(**fields))
-    return states

@@ -151,9 +151,16 @@ def _read_meta(fs, json_path):
         if meta["params"].get(key) != meta[key]:
             _fail(json_path, f"params.{key} ({meta['params'].get(key)!r}) differs from "
                              f"{key} ({meta[key]!r})")
-    missing = {"converged", "n_iter", "lower_bound", "lower_bounds"} - set(meta["fit"])
+    fit = meta["fit"]
+    missing = {"converged", "n_iter", "lower_bound", "lower_bounds"} - set(fit)
     if missing:
         _fail(json_path, f"fit: {sorted(missing)} missing")
+    number = int | float
+    if not (isinstance(fit["converged"], bool) and isinstance(fit["n_iter"], int)
+            and isinstance(fit["lower_bound"], number) and isinstance(fit["lower_bounds"], list)
+            and all(isinstance(v, number) for v in fit["lower_bounds"])):
+        _fail(json_path, "fit: converged, n_iter, lower_bound and lower_bounds must be a "
+                         "boolean, an integer, a number and a list of numbers")
     return meta
 
 
@@ -234,19 +241,16 @@ def load_model(path, storage_options=None):
         if not np.all(np.isfinite(arrays[name])):
             _fail(npz_path, f"array {name!r} contains NaN or inf")
     _check_arrays(npz_path, arrays, covariance_type)
+    fit = meta["fit"]
     try:
-        estimator = GaussianMixture(**meta["params"])
+        estimator = GaussianMixture._from_parameters(
+            (arrays["weights"], arrays["means"], arrays["covariances"],
+             arrays["precisions_cholesky"]),
+            converged=fit["converged"], n_iter=fit["n_iter"], lower_bound=fit["lower_bound"],
+            lower_bounds=fit["lower_bounds"], n_features_in=D,
+            feature_names_in=meta.get("feature_names_in"), **meta["params"])
     except TypeError as exc:
         _fail(json_path, f"params: {exc}")
-    estimator.n_features_in_ = D
-    if meta.get("feature_names_in") is not None:
-        estimator.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
-    estimator._set_parameters((arrays["weights"], arrays["means"], arrays["covariances"],
-                               arrays["precisions_cholesky"]))
-    estimator.converged_ = meta["fit"]["converged"]
-    estimator.n_iter_ = meta["fit"]["n_iter"]
-    estimator.lower_bound_ = meta["fit"]["lower_bound"]
-    estimator.lower_bounds_ = meta["fit"]["lower_bounds"]
     meta["preprocessing"] = ({"mean": arrays["scaler_mean"], "scale": arrays["scaler_scale"]}
                              if meta.get("standardized") else None)
     return estimator, meta

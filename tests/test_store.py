@@ -177,6 +177,10 @@ def test_json_that_is_not_an_object(saved):
     ({"params": {"n_components": 3, "covariance_type": "diag"}}, ["covariance_type"]),
     ({"params": {"n_components": 3, "covariance_type": "full", "bogus": 1}}, ["params"]),
     ({"fit": {}}, ["fit"]),
+    ({"fit": {"converged": True, "n_iter": "three", "lower_bound": -1.0,
+              "lower_bounds": [-1.0]}}, ["fit", "n_iter"]),
+    ({"fit": {"converged": True, "n_iter": 3, "lower_bound": None,
+              "lower_bounds": [-1.0]}}, ["fit", "lower_bound"]),
 ])
 def test_bad_metadata(saved, changes, words):
     rewrite_json(saved, **changes)

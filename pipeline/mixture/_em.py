@@ -1,21 +1,21 @@
-"""The client-side EM loop: one fused pass over the data per iteration, for many models.
+"""The EM state: one model being fitted, its parameters, its history and its M-step.
 
-Each pass computes, per chunk and for every model still running, the E-step under the
-current parameters and the sufficient statistics of the next M-step (see
-:func:`pipeline.mixture._kernels.em_chunk`). The merged statistics (K x D x D numbers
-per model) come back to the client, which runs the M-step and checks convergence on the
-change of the mean log-likelihood, exactly as scikit-learn does.
+A state does not read data. The fit core (:mod:`pipeline.mixture._fit`) schedules the
+passes: it asks every running state for its E-step model (:meth:`EMState.model`), makes
+one pass over the data for all of them (:func:`pipeline.mixture._kernels.em_chunk`),
+and hands each state its merged statistics (K x D x D numbers), from which the state
+runs its M-step on the client (:meth:`EMState.update`). Convergence is the change of
+the mean log-likelihood, exactly as in scikit-learn.
 """
 
-import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from pipeline.mixture import _covariance, _kernels
 
-logger = logging.getLogger("pipeline.mixture")
+# the parameters, in the order of GaussianMixture._set_fitted
+PARAMETERS = ("weights", "means", "covariances", "precisions_cholesky")
 
 
 @dataclass
@@ -47,76 +47,62 @@ class EMState:
         return self.error is None and not self.converged and self.n_iter < self.max_iter
 
     def parameters(self):
-        return (self.weights, self.means, self.covariances, self.precisions_cholesky)
+        return tuple(getattr(self, name) for name in PARAMETERS)
 
+    def history(self):
+        """The fit's history, as keywords of ``GaussianMixture._from_parameters``."""
+        return dict(converged=self.converged, n_iter=self.n_iter,
+                    lower_bound=self.lower_bound, lower_bounds=self.lower_bounds)
 
-def run_em(data, states, dtype, *, on_iteration=None, on_pass=None, raise_errors=True):
-    """Advance every state until it converges, fails or reaches its max_iter.
+    def model(self, dtype):
+        """The E-step model of the current parameters, for one pass in ``dtype``."""
+        return _kernels.prepare_model(self.weights, self.means, self.precisions_cholesky,
+                                      self.covariance_type, dtype)
 
-    Parameters
-    ----------
-    data : ChunkedData
-    states : list of EMState
-        Updated in place.
-    dtype : numpy dtype
-        The compute dtype of the E-step.
-    on_iteration : callable, optional
-        ``on_iteration(state, change, seconds)`` after each iteration of each state.
-    on_pass : callable, optional
-        ``on_pass(states)`` after each pass, once every state has been updated (the
-        pipeline checkpoints there).
-    raise_errors : bool
-        If False, a state whose covariance becomes ill-defined stops with ``error`` set
-        while the others go on (model selection); if True the ValueError propagates.
+    def update(self, stats, model, dtype):
+        """One EM iteration from the pass's merged statistics under ``model``.
 
-    Returns
-    -------
-    n_passes : int
-        Passes over the data this call made.
-    """
-    eps = float(np.finfo(dtype).eps)
-    float32 = dtype == np.float32
-    passes = 0
-    active = [s for s in states if s.running]
-    while active:
-        models = [
-            _kernels.prepare_model(s.weights, s.means, s.precisions_cholesky,
-                                   s.covariance_type, dtype)
-            for s in active
-        ]
-        start = time.perf_counter()
-        merged = data.reduce(_kernels.em_chunk, _kernels.combine_sums, models)
-        passes += 1
-        seconds = time.perf_counter() - start
-        for state, model, stats in zip(active, models, merged):
-            state.fit_time += seconds
-            state.n_iter += 1
-            lower_bound = stats["loglik"] / stats["n"]
-            try:
-                nk, means, covariances = _covariance.m_step(
-                    stats, model["shift"], state.covariance_type, state.reg_covar, eps)
-                precisions_cholesky = _covariance.precision_cholesky(
-                    covariances, state.covariance_type, float32)
-            except ValueError as exc:
-                if raise_errors:
-                    raise
-                state.error = str(exc)
-                logger.warning("%s stopped at iteration %d: %s", state.name, state.n_iter, exc)
-                continue
-            state.weights = nk / nk.sum()
-            state.means, state.covariances = means, covariances
-            state.precisions_cholesky = precisions_cholesky
-            change = lower_bound - state.lower_bound
-            state.lower_bound = lower_bound
-            state.lower_bounds.append(lower_bound)
-            if abs(change) < state.tol:
-                state.converged = True
-            logger.info("%siteration %d: log-likelihood %.6f, change %.3g, %.3f s",
-                        f"{state.name} " if state.name else "", state.n_iter,
-                        lower_bound, change, seconds)
-            if on_iteration is not None:
-                on_iteration(state, change, seconds)
-        active = [s for s in active if s.running]
-        if on_pass is not None:
-            on_pass(states)
-    return passes
+        The statistics' log-likelihood is that of the current parameters; the M-step
+        gives the next ones. Returns the change of the mean log-likelihood.
+
+        Raises
+        ------
+        ValueError
+            The covariance of a component is ill-defined (the parameters stay as they
+            were; ``n_iter`` counts the failed iteration).
+        """
+        self.n_iter += 1
+        lower_bound = stats["loglik"] / stats["n"]
+        nk, means, covariances = _covariance.m_step(
+            stats, model["shift"], self.covariance_type, self.reg_covar,
+            float(np.finfo(dtype).eps))
+        precisions_cholesky = _covariance.precision_cholesky(
+            covariances, self.covariance_type, dtype == np.float32)
+        self.weights = nk / nk.sum()
+        self.means, self.covariances = means, covariances
+        self.precisions_cholesky = precisions_cholesky
+        change = lower_bound - self.lower_bound
+        self.lower_bound = lower_bound
+        self.lower_bounds.append(lower_bound)
+        if abs(change) < self.tol:
+            self.converged = True
+        return change
+
+    def to_dict(self):
+        """``(fields, arrays)``: a JSON-able dict and a dict of the parameter arrays.
+
+        :meth:`from_dict` rebuilds the state bit for bit (JSON keeps every float exactly).
+        """
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        arrays = {name: np.asarray(values.pop(name)) for name in PARAMETERS}
+        values.update(
+            reg_covar=float(self.reg_covar), tol=float(self.tol), max_iter=int(self.max_iter),
+            lower_bound=float(self.lower_bound),
+            lower_bounds=[float(v) for v in self.lower_bounds], n_iter=int(self.n_iter),
+            converged=bool(self.converged), fit_time=float(self.fit_time))
+        return values, arrays
+
+    @classmethod
+    def from_dict(cls, values, arrays):
+        """The state :meth:`to_dict` gave ``(values, arrays)`` for."""
+        return cls(**values, **{name: arrays[name] for name in PARAMETERS})

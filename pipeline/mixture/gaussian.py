@@ -13,8 +13,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pipeline.mixture import _covariance, _kernels
 from pipeline.mixture._chunks import ChunkedData, is_dask_collection
-from pipeline.mixture._em import EMState, run_em
-from pipeline.mixture._init import InitJob, initialize
+from pipeline.mixture._em import PARAMETERS, EMState
+from pipeline.mixture._fit import Start, fit_states
+from pipeline.mixture._init import InitJob
 from pipeline.mixture._validation import (
     check_means,
     check_precisions,
@@ -234,57 +235,44 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         weights_init, means_init, precisions_init = self._check_init_arrays(n_features)
         dtype = X.dtype
         data = ChunkedData(X, persist=self.persist, split_every=self.split_every)
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        n_init = self.n_init if do_init else 1
-        random_state = check_random_state(self.random_state)
-
-        # Also on a warm start: dask input is only checked for NaN and inf here, and
-        # a NaN would otherwise surface as an "ill-defined covariance" error.
-        describe = data.reduce(_kernels.describe_chunk, _kernels.combine_describe)
-        _check_finite(describe["n_nan"], describe["n_inf"], dtype)
-        if do_init:
-            seeds = [int(random_state.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
-            jobs = [InitJob(self.n_components, self.covariance_type, self.init_params, seed,
-                            self.reg_covar, weights_init, means_init, precisions_init)
-                    for seed in seeds]
-            started = time.perf_counter()
-            initial = initialize(data, jobs, describe, float(np.finfo(dtype).eps))
-            logger.info("initialisation (%s, %d restart(s)): %.3f s, %d passes so far",
-                        self.init_params, n_init, time.perf_counter() - started, data.n_passes)
-            states = [EMState(self.covariance_type, self.reg_covar, self.tol, self.max_iter,
-                              name=f"init {i}" if n_init > 1 else "", **p)
-                      for i, p in enumerate(initial)]
+        if self.warm_start and hasattr(self, "converged_"):
+            starts = [Start(state=EMState(
+                self.covariance_type, self.reg_covar, self.tol, self.max_iter, self.weights_,
+                self.means_, self.covariances_, self.precisions_cholesky_,
+                lower_bound=self.lower_bound_))]
         else:
-            states = [EMState(self.covariance_type, self.reg_covar, self.tol, self.max_iter,
-                              self.weights_, self.means_, self.covariances_,
-                              self.precisions_cholesky_, lower_bound=self.lower_bound_)]
-
-        for i in range(len(states)):
-            self._print_verbose_msg_init_beg(i)
+            random_state = check_random_state(self.random_state)
+            seeds = [int(random_state.randint(np.iinfo(np.int32).max))
+                     for _ in range(self.n_init)]
+            starts = [Start(f"init {i}" if self.n_init > 1 else "",
+                            InitJob(self.n_components, self.covariance_type, self.init_params,
+                                    seed, self.reg_covar, weights_init, means_init,
+                                    precisions_init))
+                      for i, seed in enumerate(seeds)]
+        # The describe pass runs on a warm start too: it is where dask input is checked
+        # for NaN, which would otherwise surface as an "ill-defined covariance" error.
+        fitted = fit_states(
+            data, starts, dtype, tol=self.tol, max_iter=self.max_iter,
+            check_finite=lambda describe: _check_finite(describe["n_nan"],
+                                                        describe["n_inf"], dtype),
+            on_start=lambda i, state: self._print_verbose_msg_init_beg(i),
+            on_iteration=self._print_verbose_msg_iter_end,
+            on_end=(lambda i, state: self._print_verbose_msg_init_end(
+                state.lower_bound, state.converged, i)) if self.max_iter > 0 else None)
         if self.max_iter > 0:
-            run_em(data, states, dtype, on_iteration=self._print_verbose_msg_iter_end)
-            best = None
-            for i, state in enumerate(states):
-                self._print_verbose_msg_init_end(state.lower_bound, state.converged, i)
-                if best is None or state.lower_bound > best.lower_bound:
-                    best = state
-            lower_bound, lower_bounds = best.lower_bound, best.lower_bounds
-        else:
-            best = states[-1]
-            lower_bound, lower_bounds = -np.inf, []
-
-        self.converged_ = bool(best.converged)
-        if not self.converged_ and self.max_iter > 0:
+            best = fitted.states[fitted.best[0]]
+            history = best.history()
+        else:  # as sklearn: the last initialisation, and no history
+            best = fitted.states[-1]
+            history = dict(converged=False, n_iter=0, lower_bound=-np.inf, lower_bounds=[])
+        if not best.converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
                 stacklevel=3,  # the user's fit / fit_predict call
             )
-        self._set_parameters(best.parameters())
-        self.n_iter_ = best.n_iter if self.max_iter > 0 else 0
-        self.lower_bound_ = lower_bound
-        self.lower_bounds_ = lower_bounds
+        self._set_fitted(best.parameters(), **history)
         self.n_passes_ = data.n_passes
         return X
 
@@ -315,14 +303,32 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X = self._fit(X)
         return self._apply(X, _kernels.predict_chunk, "labels", validated=True)
 
-    def _set_parameters(self, params):
-        weights, means, covariances, precisions_cholesky = params
-        self.weights_ = np.asarray(weights, np.float64)
-        self.means_ = np.asarray(means, np.float64)
-        self.covariances_ = np.asarray(covariances, np.float64)
-        self.precisions_cholesky_ = np.asarray(precisions_cholesky, np.float64)
+    def _set_fitted(self, params, *, converged, n_iter, lower_bound, lower_bounds):
+        """Set the fitted parameters and history: the one place they are set."""
+        for name, value in zip(PARAMETERS, params, strict=True):
+            setattr(self, f"{name}_", np.asarray(value, np.float64))
         self.precisions_ = _covariance.precisions_from_cholesky(self.precisions_cholesky_,
                                                                 self.covariance_type)
+        self.converged_ = bool(converged)
+        self.n_iter_ = int(n_iter)
+        self.lower_bound_ = float(lower_bound)
+        self.lower_bounds_ = [float(v) for v in lower_bounds]
+        return self
+
+    @classmethod
+    def _from_parameters(cls, params, *, converged, n_iter, lower_bound, lower_bounds,
+                         n_features_in=None, feature_names_in=None, **estimator_params):
+        """A fitted estimator from ``params`` (``(weights, means, covariances,
+        precisions_cholesky)``, shaped as the attributes) and the fit's history, built with
+        the constructor's ``estimator_params``: the model selection's pick, a loaded model.
+        """
+        estimator = cls(**estimator_params)
+        if n_features_in is not None:
+            estimator.n_features_in_ = n_features_in
+        if feature_names_in is not None:
+            estimator.feature_names_in_ = np.asarray(feature_names_in, dtype=object)
+        return estimator._set_fitted(params, converged=converged, n_iter=n_iter,
+                                     lower_bound=lower_bound, lower_bounds=lower_bounds)
 
     # ----------------------------------------------------------- prediction
 

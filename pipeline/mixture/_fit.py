@@ -1,0 +1,239 @@
+"""The one fit core: EM states advanced in lock-step over shared passes.
+
+:class:`~pipeline.mixture.GaussianMixture` (its ``n_init`` restarts) and model selection
+(a grid of candidates x restarts) both fit through :func:`fit_states`:
+
+1. one describe pass, whose counts of NaN and inf the caller checks;
+2. the initialisation of every run, sharing its passes (k-means runs them together);
+3. EM: each pass reads every chunk once and gives every still-running state its
+   statistics; the state runs its own M-step (:meth:`EMState.update`);
+4. the best restart (highest lower bound) of each (n_components, covariance_type).
+
+Errors follow the caller: the estimator raises sklearn's errors, model selection records
+a failed initialisation or an ill-defined covariance on that run only and goes on.
+"""
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.mixture import _kernels
+from pipeline.mixture._em import EMState
+from pipeline.mixture._init import InitJob, initialize
+
+logger = logging.getLogger("pipeline.mixture")
+
+
+@dataclass
+class Start:
+    """How one EM run starts: initialised by ``job``, or continued from ``state``."""
+
+    name: str = ""
+    job: InitJob | None = None
+    state: EMState | None = None
+
+
+@dataclass
+class Fitted:
+    """What :func:`fit_states` gave, one entry per start.
+
+    Attributes
+    ----------
+    states : list of EMState or None
+        None where the initialisation failed.
+    errors : list of str or None
+        Why a run stopped (a failed initialisation or an ill-defined covariance).
+    best : list of int
+        Index of the best restart of each (n_components, covariance_type), in order of
+        first appearance; runs with an error are not candidates.
+    """
+
+    states: list
+    errors: list
+    best: list
+
+
+def fit_states(data, starts, dtype, *, tol, max_iter, check_finite, raise_errors=True,
+               restore=None, save=None, on_start=None, on_iteration=None, on_end=None):
+    """Initialise and fit every start in lock-step; keep the best restart of each model.
+
+    Parameters
+    ----------
+    data : ChunkedData
+    starts : list of Start
+    dtype : numpy dtype
+        The compute dtype of the E-step.
+    tol, max_iter : float, int
+        Of the states initialised here (a given state keeps its own).
+    check_finite : callable
+        ``check_finite(describe)`` raises on the describe pass's ``n_nan`` / ``n_inf``.
+    raise_errors : bool
+        True: an initialisation or M-step error propagates. False: it stops that run
+        only and is recorded in ``errors``.
+    restore : callable, optional
+        ``restore()`` -> ``(states, errors, n_passes)`` of an interrupted fit of these
+        starts, or None; a restored fit skips the describe pass and initialisation.
+    save : callable, optional
+        ``save(states, errors, n_passes)`` after initialisation and after every pass.
+    on_start, on_end : callable, optional
+        ``on_start(index, state)`` before EM, ``on_end(index, state)`` after it.
+    on_iteration : callable, optional
+        ``on_iteration(state, change, seconds)`` after each iteration of each state.
+
+    Returns
+    -------
+    Fitted
+    """
+    restored = restore() if restore is not None else None
+    if restored is not None:
+        states, errors, data.n_passes = restored
+    else:
+        describe = data.reduce(_kernels.describe_chunk, _kernels.combine_describe)
+        check_finite(describe)
+        states, errors = _start(data, starts, describe, dtype, tol, max_iter, raise_errors)
+        if save is not None:
+            save(states, errors, data.n_passes)
+    indexed = [(i, state) for i, state in enumerate(states) if state is not None]
+    if on_start is not None:
+        for i, state in indexed:
+            on_start(i, state)
+    advance(data, [state for _, state in indexed], dtype, raise_errors=raise_errors,
+            on_iteration=on_iteration,
+            on_pass=None if save is None else lambda: save(states, errors, data.n_passes))
+    if on_end is not None:
+        for i, state in indexed:
+            on_end(i, state)
+    errors = [state.error if state is not None and state.error else error
+              for state, error in zip(states, errors)]
+    return Fitted(states, errors, best_restarts(states))
+
+
+def _start(data, starts, describe, dtype, tol, max_iter, raise_errors):
+    """The states of ``starts``: given ones as they are, the others initialised together."""
+    states = [start.state for start in starts]
+    errors = [None] * len(starts)
+    pending = [i for i, start in enumerate(starts) if start.state is None]
+    if not pending:
+        return states, errors
+    jobs = [starts[i].job for i in pending]
+    eps = float(np.finfo(dtype).eps)
+    started = time.perf_counter()
+    if raise_errors:
+        initial, failures = initialize(data, jobs, describe, eps), [None] * len(jobs)
+    else:
+        initial, failures = _initialize_each(data, jobs, describe, eps)
+    for i, job, params, failure in zip(pending, jobs, initial, failures):
+        if params is not None:
+            states[i] = EMState(job.covariance_type, job.reg_covar, tol, max_iter,
+                                name=starts[i].name, **params)
+        errors[i] = failure
+    logger.info("initialisation (%s) of %d run(s): %.3f s, %d passes so far",
+                ", ".join(sorted({job.init_params for job in jobs})), len(jobs),
+                time.perf_counter() - started, data.n_passes)
+    return states, errors
+
+
+def _initialize_each(data, jobs, describe, eps):
+    """Initialise all jobs together; if that fails, one by one, recording each failure.
+
+    Warnings of the initialisation (k-means finding fewer distinct points than clusters)
+    are logged: a run that cannot be fitted is recorded with its error instead.
+
+    Returns
+    -------
+    params : list of dict or None
+    errors : list of str or None
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return initialize(data, jobs, describe, eps), [None] * len(jobs)
+        except ValueError:
+            logger.warning("an initialisation failed; retrying the runs one by one")
+        finally:
+            for message in {str(w.message) for w in caught}:
+                logger.warning("initialisation: %s", message)
+    params, errors = [], []
+    for job in jobs:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                params.append(initialize(data, [job], describe, eps)[0])
+            errors.append(None)
+        except ValueError as exc:
+            params.append(None)
+            errors.append(f"initialisation: {exc}")
+    return params, errors
+
+
+def advance(data, states, dtype, *, raise_errors=True, on_iteration=None, on_pass=None):
+    """Advance every state until it converges, fails or reaches its max_iter.
+
+    One pass over the data per iteration, shared by every state still running; each
+    state updates itself from its statistics.
+
+    Parameters
+    ----------
+    data : ChunkedData
+    states : list of EMState
+        Updated in place.
+    dtype : numpy dtype
+        The compute dtype of the E-step.
+    raise_errors : bool
+        If False, a state whose covariance becomes ill-defined stops with ``error`` set
+        while the others go on; if True the ValueError propagates.
+    on_iteration : callable, optional
+        ``on_iteration(state, change, seconds)`` after each iteration of each state.
+    on_pass : callable, optional
+        ``on_pass()`` after each pass, once every state has been updated.
+    """
+    active = [s for s in states if s.running]
+    while active:
+        models = [state.model(dtype) for state in active]
+        start = time.perf_counter()
+        merged = data.reduce(_kernels.em_chunk, _kernels.combine_sums, models)
+        seconds = time.perf_counter() - start
+        for state, model, stats in zip(active, models, merged):
+            state.fit_time += seconds
+            try:
+                change = state.update(stats, model, dtype)
+            except ValueError as exc:
+                if raise_errors:
+                    raise
+                state.error = str(exc)
+                logger.warning("%s stopped at iteration %d: %s", state.name, state.n_iter, exc)
+                continue
+            logger.info("%siteration %d: log-likelihood %.6f, change %.3g, %.3f s",
+                        f"{state.name} " if state.name else "", state.n_iter,
+                        state.lower_bound, change, seconds)
+            if on_iteration is not None:
+                on_iteration(state, change, seconds)
+        active = [s for s in active if s.running]
+        if on_pass is not None:
+            on_pass()
+
+
+def best_restarts(states):
+    """Index of the highest lower bound of each (n_components, covariance_type).
+
+    As scikit-learn's ``n_init``; the first restart wins a tie. States that are None
+    or stopped with an error are left out.
+    """
+    best = {}
+    for i, state in enumerate(states):
+        if state is None or state.error is not None:
+            continue
+        key = (state.n_components, state.covariance_type)
+        if key not in best or state.lower_bound > states[best[key]].lower_bound:
+            best[key] = i
+    return list(best.values())
+
+
+def log_likelihoods(data, states, dtype):
+    """Total log-likelihood of the data under each state's parameters (one pass)."""
+    stats = data.reduce(_kernels.em_chunk, _kernels.combine_sums,
+                        [state.model(dtype) for state in states])
+    return [float(s["loglik"]) for s in stats]
