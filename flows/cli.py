@@ -45,6 +45,8 @@ def _setup_logging(args, prefect):
 
     library = logging.getLogger("pipeline")
     library.setLevel(progress.level_for(args.quiet, args.verbose))
+    if not args.quiet and not prefect:  # Prefect's handlers would print them as lines
+        logging.getLogger("pipeline.progress").setLevel(logging.DEBUG)
     if not prefect and not any(getattr(h, "_mixlake", False) for h in library.handlers):
         handler = progress.handler_for()
         handler._mixlake = True

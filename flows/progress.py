@@ -10,7 +10,8 @@ The library reports progress through log records (it never prints): a record may
   leading candidate; every message once.
 
 Levels: ``quiet`` shows errors only, the default INFO, ``verbose`` DEBUG (every
-candidate's iterations and every pass).
+candidate's iterations). The records that only move a display on come from the logger
+``pipeline.progress`` at DEBUG; they carry no message and print nothing as lines.
 """
 
 import logging
@@ -76,8 +77,9 @@ class RichHandler(logging.Handler):
 
     def _update(self, info):
         if "phase" in info:
-            if self.task is not None:
-                self.progress.update(self.task, visible=True)
+            if self.task is not None:  # the previous phase is done: its bar full
+                done = self.progress.tasks[-1].completed
+                self.progress.update(self.task, total=max(done, 1), completed=max(done, 1))
                 self.progress.stop_task(self.task)
             self.progress.start()
             self.task = self.progress.add_task(info["phase"], total=info.get("total"),

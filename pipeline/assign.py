@@ -8,12 +8,17 @@ Partition keys are not repeated inside the files: readers restore them from the 
 names (``pyarrow.dataset.dataset(..., partitioning="hive")``, DuckDB, Spark, dask).
 """
 
+import logging
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.source import features_from_table, read_table
 from pipeline.storage import as_location, release_arrow_memory
+
+logger = logging.getLogger("pipeline.assign")
+PROGRESS = logging.getLogger("pipeline.progress")
 
 
 def assignment_table(X, passthrough_table, model, n_components, columns, mean=None,
@@ -70,6 +75,23 @@ def _write_part(path, part, features, passthrough, storage_options, model, n_com
     return result
 
 
+def _compute_with_progress(tasks):
+    """Compute the tasks, telling a progress display as each file is done (a record
+    without a message per file) when a distributed client runs them."""
+    import dask
+
+    try:
+        from distributed import as_completed, get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return list(dask.compute(*tasks))
+    futures = client.compute(tasks)
+    for _ in as_completed(futures):
+        PROGRESS.debug("", extra={"progress": {"advance": 1}})
+    return client.gather(futures)
+
+
 def write_assignments(dataset, model, n_components, columns, target, target_options=None):
     """Write one assignment file under ``target/assignments/`` per input file, on the
     workers (``dataset.outputs`` names them).
@@ -97,7 +119,7 @@ def write_assignments(dataset, model, n_components, columns, target, target_opti
             n_components, list(columns), target, dataset.scaler_mean, dataset.scaler_scale)
         for f, part in zip(dataset.files, dataset.outputs)
     ]
-    results = list(dask.compute(*tasks))
+    results = _compute_with_progress(tasks)
     for r in results:
         if r["rows_in"] != r["rows_out"]:
             raise RuntimeError(f"{r['file']}: {r['rows_in']} rows in but {r['rows_out']} out")

@@ -364,6 +364,8 @@ def load(source, dtype="float64", min_distinct_rows=None, schema=None):
                         f"the input has only {schema.n_rows} row(s); lower "
                         "model.n_components")
     distinct_limit = min_distinct_rows or 0
+    logger.info("scanning %d file(s) for NaN/inf and column statistics", len(schema.files),
+                extra={"progress": {"phase": "scan", "total": 1}})
     scans = dask.compute(*[dask.delayed(_scan_file, pure=True)(f, features, so,
                                                                distinct_limit)
                            for f in schema.files])

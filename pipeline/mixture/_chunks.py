@@ -21,6 +21,8 @@ import uuid
 import numpy as np
 
 logger = logging.getLogger("pipeline.mixture")
+# records without a message that move a progress display on (see flows/progress.py)
+PROGRESS = logging.getLogger("pipeline.progress")
 
 # Rows per chunk when the input is a numpy array.
 NUMPY_CHUNK_ROWS = 2**16
@@ -225,6 +227,11 @@ class ChunkedData:
             results.update(part)
         return results
 
+    def _passed(self):
+        """Count a pass, and tell a progress display (a record without a message)."""
+        self.n_passes += 1
+        PROGRESS.debug("", extra={"progress": {"advance": 1}})
+
     def reduce(self, func, combine, *args, with_index=False):
         """One pass over the data: ``func`` per chunk, merged by ``combine`` in chunk order.
 
@@ -234,7 +241,7 @@ class ChunkedData:
         the last merge runs here. It is the same tree as on numpy input, so the result is
         the same, and it saves a scheduling round trip per pass.
         """
-        self.n_passes += 1
+        self._passed()
         if self._futures is not None:
             results = self._per_worker(func, args, with_index, combine)
             parts = [results[("group", g)] if ("group", g) in results
@@ -249,7 +256,7 @@ class ChunkedData:
 
     def gather(self, func, *args, with_index=True):
         """One pass returning the list of per-chunk results (which must be small)."""
-        self.n_passes += 1
+        self._passed()
         if self._futures is not None:
             results = self._per_worker(func, args, with_index, None)
             return [results[i] for i in range(self.n_chunks)]

@@ -119,6 +119,9 @@ def _start(data, starts, describe, dtype, tol, max_iter, raise_errors):
     if not pending:
         return states, errors
     jobs = [starts[i].job for i in pending]
+    logger.info("initialising %d run(s) (%s)", len(jobs),
+                ", ".join(sorted({job.init_params for job in jobs})),
+                extra={"progress": {"phase": "initialise"}})
     eps = float(np.finfo(dtype).eps)
     started = time.perf_counter()
     if raise_errors:
@@ -191,6 +194,11 @@ def advance(data, states, dtype, *, raise_errors=True, on_iteration=None, on_pas
         ``on_pass()`` after each pass, once every state has been updated.
     """
     active = [s for s in states if s.running]
+    if active:
+        logger.info("EM: %d run(s), at most %d iteration(s)", len(active),
+                    max(s.max_iter - s.n_iter for s in active),
+                    extra={"progress": {"phase": "EM", "total": max(
+                        s.max_iter - s.n_iter for s in active)}})
     while active:
         models = [state.model(dtype) for state in active]
         start = time.perf_counter()
@@ -206,14 +214,33 @@ def advance(data, states, dtype, *, raise_errors=True, on_iteration=None, on_pas
                 state.error = str(exc)
                 logger.warning("%s stopped at iteration %d: %s", state.name, state.n_iter, exc)
                 continue
-            logger.info("%siteration %d: log-likelihood %.6f, change %.3g, %.3f s",
-                        f"{state.name} " if state.name else "", state.n_iter,
-                        state.lower_bound, change, seconds)
+            # every run's iteration for -v; the leading run's below for everyone
+            if len(active) > 1:
+                logger.debug("%s iteration %d: log-likelihood %.6f, change %.3g, %.3f s",
+                             state.name, state.n_iter, state.lower_bound, change, seconds)
             if on_iteration is not None:
                 on_iteration(state, change, seconds)
+        _log_pass(active, seconds)
         active = [s for s in active if s.running]
         if on_pass is not None:
             on_pass()
+
+
+def _log_pass(active, seconds):
+    """One line per pass: the leading run (highest log-likelihood) and how many go on."""
+    fitted = [s for s in active if s.error is None]
+    if not fitted:
+        return
+    leader = max(fitted, key=lambda s: s.lower_bound)
+    running = sum(s.running for s in active)
+    others = f" ({running} of {len(active)} runs go on)" if len(active) > 1 else ""
+    history = leader.lower_bounds
+    change = history[-1] - history[-2] if len(history) > 1 else float("inf")
+    logger.info("%siteration %d: log-likelihood %.6f, change %.3g, %.3f s%s",
+                f"{leader.name} " if leader.name else "", leader.n_iter, leader.lower_bound,
+                change, seconds, others,
+                extra={"progress": {"status": f"{running} running, best "
+                                              f"{leader.name or 'll'} {leader.lower_bound:.4f}"}})
 
 
 def best_restarts(states):
@@ -234,6 +261,8 @@ def best_restarts(states):
 
 def log_likelihoods(data, states, dtype):
     """Total log-likelihood of the data under each state's parameters (one pass)."""
+    logger.info("final pass: the log-likelihood of %d run(s) under their parameters",
+                len(states), extra={"progress": {"phase": "final pass", "total": 1}})
     stats = data.reduce(_kernels.em_chunk, _kernels.combine_sums,
                         [state.model(dtype) for state in states])
     return [float(s["loglik"]) for s in stats]
