@@ -397,45 +397,23 @@ def _bic_figure(report, criterion):
 # --------------------------------------------------------------------------- clusters.png
 
 
-def _expand_full(covariances, K, D):
-    return covariances.reshape(K, D, D)
-
-
-def _expand_tied(covariances, K, D):
-    return np.broadcast_to(covariances.reshape(D, D), (K, D, D))
-
-
-def _expand_diag(covariances, K, D):
-    return covariances.reshape(K, D)[:, :, None] * np.eye(D)
-
-
-def _expand_spherical(covariances, K, D):
-    return covariances.reshape(K)[:, None, None] * np.eye(D)
-
-
-_EXPAND_COVARIANCES = {
-    "full": (_expand_full, lambda K, D: (K, D, D)),
-    "tied": (_expand_tied, lambda K, D: (D, D)),
-    "diag": (_expand_diag, lambda K, D: (K, D)),
-    "spherical": (_expand_spherical, lambda K, D: (K,)),
-}
-
-
 def _full_covariances(covariances, covariance_type, K, D):
     """Covariances as an array of shape (K, D, D), from scikit-learn's per-type layout."""
-    if covariance_type not in _EXPAND_COVARIANCES:
+    from pipeline.mixture._covariance import COVARIANCES
+
+    if covariance_type not in COVARIANCES:
         raise ValueError(
-            f"covariance_type must be one of {tuple(_EXPAND_COVARIANCES)}, got "
+            f"covariance_type must be one of {tuple(COVARIANCES)}, got "
             f"{covariance_type!r}; pass covariance_type or name the chosen candidate."
         )
-    expand, shape = _EXPAND_COVARIANCES[covariance_type]
+    kind = COVARIANCES[covariance_type]
     covariances = np.asarray(covariances, dtype=float)
-    if covariances.shape != shape(K, D):
+    if covariances.shape != kind.shape(K, D):
         raise ValueError(
             f"covariances for covariance_type={covariance_type!r} with {K} components and "
-            f"{D} features must have shape {shape(K, D)}, got {covariances.shape}."
+            f"{D} features must have shape {kind.shape(K, D)}, got {covariances.shape}."
         )
-    return expand(covariances, K, D)
+    return kind.per_component_matrices(covariances, K, D)
 
 
 def _projection(X):

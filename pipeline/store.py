@@ -182,7 +182,7 @@ def _check_arrays(npz_path, arrays, covariance_type):
     if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
         _fail(npz_path, "weights must be non-negative and sum to 1")
     chol = arrays["precisions_cholesky"]
-    matrices = covariance_type in ("full", "tied")
+    matrices = _covariance.COVARIANCES[covariance_type].matrix
     diagonal = np.diagonal(chol, axis1=-2, axis2=-1) if matrices else chol
     if np.any(diagonal <= 0):
         _fail(npz_path, "precisions_cholesky is not the factor of a positive-definite "
