@@ -41,7 +41,7 @@ def connect(cluster_config):
     kwargs = dict(n_workers=cluster_config.n_workers,
                   threads_per_worker=cluster_config.threads_per_worker,
                   memory_limit=cluster_config.memory_limit, processes=True,
-                  dashboard_address=None)
+                  dashboard_address=":0")
     if cluster_config.local_directory:
         kwargs["local_directory"] = cluster_config.local_directory
     with LocalCluster(**kwargs) as cluster, Client(cluster, set_as_default=True) as client:

@@ -237,7 +237,7 @@ def _overlap(a, b):
     return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
 
-def _refuse_overlaps(config):
+def _refuse_overlaps(config, job):
     """The output, its checkpoint and lock, and the model a score run reads must not
     overlap the input, nor the output the model, compared on resolved paths."""
     from pipeline.checkpoint import working_location
@@ -249,7 +249,7 @@ def _refuse_overlaps(config):
         if _overlap(real_path(path), real_path(src)):
             raise OutputExistsError(f"{key}: {out!r} overlaps the input {src!r}; write the "
                                     "results somewhere outside the input")
-    if config.score is not None and _overlap(real_path(out),
+    if job == "score" and config.score is not None and _overlap(real_path(out),
                                              real_path(config.score.model_path)):
         raise OutputExistsError(f"output.path: {out!r} overlaps score.model_path "
                                 f"{config.score.model_path!r}: publishing would replace the "
@@ -278,7 +278,7 @@ class Target:
     def check(self, config, job="fit"):
         """Refuse bad locations before any work. Returns 'run' or 'skip'."""
         out = self.path
-        _refuse_overlaps(config)
+        _refuse_overlaps(config, job)
         if self.local:
             self._probe_writable()
         manifest = read_manifest(out, self.options)

@@ -84,6 +84,14 @@ def test_hive_partitions_in_and_out(tmp_path, lake, cluster2):
     import dask.dataframe as dd
 
     assert len(dd.read_parquet(str(out)).compute()) == 1800
+    import duckdb
+
+    joined = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT a.day) FROM read_parquet('{out}/**/*.parquet', "
+        f"hive_partitioning = true) a JOIN read_parquet('{lake}/**/*.parquet', "
+        "hive_partitioning = true) i ON a.id = i.id AND a.day = i.day AND a.region = i.region"
+    ).fetchall()
+    assert joined == [(1800, 3)]
     manifest = json.loads((tmp_path / "out" / "_SUCCESS.json").read_text())
     assert len(manifest["inputs"]) == 6 and all(i["rows"] == 300 for i in manifest["inputs"])
     assert manifest["outputs"] == sorted(f"assignments/{o}" for o in inputs)

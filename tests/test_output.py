@@ -149,4 +149,5 @@ def test_a_score_output_over_its_model_is_refused(tmp_path):
                            "output": {"path": str(tmp_path / "fit")},
                            "score": {"model_path": str(tmp_path / "fit" / "model")}})
     with pytest.raises(OutputExistsError, match="score.model_path"):
-        check_output(config)
+        check_output(config, "score")
+    assert check_output(config, "fit") == "run"  # a fit writes the model there: its job
