@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.source import features_from_table, read_table
+from pipeline.source import check_finite, features_from_table, read_table
 from pipeline.storage import as_location, release_arrow_memory
 
 logger = logging.getLogger("pipeline.assign")
@@ -58,9 +58,11 @@ def assignment_table(X, passthrough_table, model, n_components, columns, mean=No
 
 
 def _write_part(path, part, features, passthrough, storage_options, model, n_components,
-                columns, target, mean, scale):
+                columns, target, mean, scale, nan_policy):
     table = read_table(path, list(passthrough) + list(features), storage_options)
     X = features_from_table(table, features)
+    if nan_policy == "error":  # when no scan pass checked the file before (scoring)
+        check_finite(path, X, features)
     out = assignment_table(X, table.select(list(passthrough)), model, n_components, columns,
                            mean, scale)
     with target.open(f"assignments/{part}", "wb") as handle:
@@ -116,7 +118,8 @@ def write_assignments(dataset, model, n_components, columns, target, target_opti
     tasks = [
         dask.delayed(_write_part, pure=False)(
             f, part, dataset.features, dataset.passthrough, dataset.storage_options, model,
-            n_components, list(columns), target, dataset.scaler_mean, dataset.scaler_scale)
+            n_components, list(columns), target, dataset.scaler_mean, dataset.scaler_scale,
+            dataset.nan_policy)
         for f, part in zip(dataset.files, dataset.outputs)
     ]
     results = _compute_with_progress(tasks)

@@ -366,9 +366,9 @@ def score_to_staging(config, score_input, run_id):
         target.begin()
         if plan.to_score:
             with connect(config.cluster):
-                # the model's own scaler, never the score config's standardize
-                dataset = source.load(config.source.model_copy(update={"standardize": False}),
-                                      dtype="float64", schema=schema)
+                # no scan pass: each file is read once, checked as it is scored; the
+                # model's own scaler, never the score config's standardize
+                dataset = source.for_scoring(config.source, schema)
                 if meta["preprocessing"]:
                     dataset.scaler_mean = meta["preprocessing"]["mean"]
                     dataset.scaler_scale = meta["preprocessing"]["scale"]

@@ -264,6 +264,32 @@ def _scan_file(path, features, storage_options, distinct_limit):
     }
 
 
+def _refuse_non_finite(path, features, n_nan, n_inf):
+    bad = [(c, int(n), int(i)) for c, n, i in zip(features, n_nan, n_inf) if n or i]
+    if bad:
+        column, nans, infs = bad[0]
+        what = f"{nans} NaN/null" if nans else f"{infs} infinite"
+        raise DataError(f"{path}: column {column!r} has {what} value(s); clean the data "
+                        "or set source.nan_policy: drop")
+
+
+def check_finite(path, X, features):
+    """DataError naming the file and the first column with NaN, null or inf values."""
+    if not np.isfinite(X).all():
+        _refuse_non_finite(path, features, np.isnan(X).sum(axis=0), np.isinf(X).sum(axis=0))
+
+
+def for_scoring(source, schema):
+    """The Dataset of the files to score, without the scan pass: scoring reads each file
+    once, and checks its values as it reads them (:func:`check_finite`)."""
+    return Dataset(files=list(schema.files), features=list(schema.features),
+                   passthrough=[c for c in source.passthrough
+                                if c not in schema.partition_keys],
+                   outputs=schema.outputs, storage_options=dict(source.storage_options),
+                   nan_policy=source.nan_policy, rows=list(schema.rows),
+                   valid_rows=list(schema.rows))
+
+
 def _read_block(paths, features, storage_options, drop, mean, scale, dtype):
     (path,) = paths  # a block of the one-chunk-per-file array of paths
     X = read_features(path, features, storage_options)
@@ -292,15 +318,9 @@ def _check_scans(source, schema, scans, min_distinct_rows):
         if all(s["rows"] == s["nan"][column_index] for s in scans):
             raise DataError(f"source.features: column {column!r} is null in every row; "
                             "remove it from source.features")
-    for path, scan in zip(schema.files, scans):
-        bad = [(c, int(n), int(i)) for c, n, i in zip(features, scan["nan"], scan["inf"])
-               if n or i]
-        if bad and not drop:
-            column, n_nan, n_inf = bad[0]
-            what = f"{n_nan} NaN/null" if n_nan else f"{n_inf} infinite"
-            raise DataError(
-                f"{path}: column {column!r} has {what} value(s); clean the data "
-                "or set source.nan_policy: drop")
+    if not drop:
+        for path, scan in zip(schema.files, scans):
+            _refuse_non_finite(path, features, scan["nan"], scan["inf"])
     n_valid = sum(s["valid"] for s in scans)
     if n_valid == 0:
         raise DataError("source.nan_policy: drop removed every row: no row has finite values "

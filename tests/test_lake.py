@@ -220,3 +220,29 @@ def test_a_damaged_ledger_is_named(tmp_path, lake, cluster2, damage):
     assert "--full" in str(error.value)
     assert _mtimes(tmp_path / "scores") == before
     assert sorted(os.listdir(tmp_path)) == ["fit", "lake", "scores"]
+
+
+def test_scoring_checks_each_file_as_it_reads_it(tmp_path, lake, cluster2):
+    """Scoring makes no scan pass: a NaN in a new file fails as it is read, naming the
+    file and the column, and the published output stays as it was."""
+    address = cluster2.scheduler_address
+    run.execute(_config(tmp_path, lake, tmp_path / "fit", address), run.FIT)
+    score = _config(tmp_path, lake, tmp_path / "scores", address,
+                    score={"model_path": str(tmp_path / "fit")})
+    run.execute(score, run.SCORE)
+    before = _mtimes(tmp_path / "scores")
+    table = _day_table("2026-12-01").drop(["day", "region"])
+    x1 = table.column("x1").to_numpy().copy()
+    x1[7] = np.nan
+    bad = lake / "day=2026-12-01" / "region=eu"
+    bad.mkdir(parents=True)
+    pq.write_table(table.set_column(2, "x1", pa.array(x1)), bad / "part-0.parquet")
+    with pytest.raises(DataError, match=r"part-0.parquet: column 'x1' has 1 NaN"):
+        run.execute(score, run.SCORE)
+    assert _mtimes(tmp_path / "scores") == before
+    dropped = score.model_copy(update={"source": score.source.model_copy(
+        update={"nan_policy": "drop"})})
+    assert run.execute(dropped, run.SCORE)["files"]["scored"] == 1
+    out = pq.read_table(tmp_path / "scores" / "assignments" / "day=2026-12-01" / "region=eu"
+                        / "part-0.parquet")
+    assert out.column("cluster").null_count == 1
