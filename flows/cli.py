@@ -15,14 +15,27 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.cluster import ClusterError
-from pipeline.config import ConfigError, dump_config, load_config
-from pipeline.output import OutputExistsError
-from pipeline.storage import DataError
-from pipeline.store import ModelFileError
+# Imports of the library are inside the commands: the worker processes of the embedded
+# LocalCluster are spawned, and a spawned process imports the main module again (here:
+# the `mixlake` script, which imports this module) before it can do anything.
 
-USER_ERRORS = (ConfigError, DataError, OutputExistsError, ClusterError, ModelFileError,
-               ValueError, FileNotFoundError, PermissionError)
+
+def load_config(path, overrides=()):
+    from pipeline.config import load_config as load
+
+    return load(path, overrides)
+
+
+def _user_errors():
+    """Errors that are the input's or the config's: one line, exit 2."""
+    from pipeline.cluster import ClusterError
+    from pipeline.config import ConfigError
+    from pipeline.output import OutputExistsError
+    from pipeline.storage import DataError
+    from pipeline.store import ModelFileError
+
+    return (ConfigError, DataError, OutputExistsError, ClusterError, ModelFileError,
+            ValueError, FileNotFoundError, PermissionError)
 
 
 class _DropTracebacks(logging.Filter):
@@ -197,6 +210,7 @@ def _cmd_demo(args):
 
 
 def _cmd_validate(args):
+    from pipeline.config import dump_config
     from pipeline.source import inspect
 
     config = load_config(args.config, args.set)
@@ -278,14 +292,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as exc:
-        if args.debug:
-            raise
-        print(f"mixlake: error: {exc}", file=sys.stderr)
-        return 2
     except Exception as exc:  # noqa: BLE001 - a clear line, the traceback under --debug
         if args.debug:
             raise
+        if isinstance(exc, _user_errors()):
+            print(f"mixlake: error: {exc}", file=sys.stderr)
+            return 2
         print(f"mixlake: error: {type(exc).__name__}: {exc} (rerun with --debug for the "
               "traceback)", file=sys.stderr)
         return 1

@@ -15,11 +15,58 @@ class ClusterError(RuntimeError):
     """The Dask cluster cannot be reached or started."""
 
 
+# LocalClusters being started ahead of their run, by the cluster config they are for
+_STARTING = {}
+
+
+def _key(cluster_config):
+    return (cluster_config.n_workers, cluster_config.threads_per_worker,
+            str(cluster_config.memory_limit), cluster_config.local_directory)
+
+
+def _local_cluster(cluster_config):
+    from distributed import LocalCluster
+
+    kwargs = dict(n_workers=cluster_config.n_workers,
+                  threads_per_worker=cluster_config.threads_per_worker,
+                  memory_limit=cluster_config.memory_limit, processes=True,
+                  dashboard_address=":0")
+    if cluster_config.local_directory:
+        kwargs["local_directory"] = cluster_config.local_directory
+    return LocalCluster(**kwargs)
+
+
+def prestart(cluster_config):
+    """Start the embedded LocalCluster in the background, so that its worker processes
+    come up while the run checks its output and reads the input's footers; the next
+    :func:`connect` with this config takes it. Nothing for a cluster reached by address.
+    """
+    if cluster_config.address or os.environ.get("DASK_SCHEDULER_ADDRESS"):
+        return
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    if _key(cluster_config) not in _STARTING:
+        from concurrent.futures import ThreadPoolExecutor
+
+        executor = ThreadPoolExecutor(1, thread_name_prefix="mixlake-cluster")
+        _STARTING[_key(cluster_config)] = executor.submit(_local_cluster, cluster_config)
+        executor.shutdown(wait=False)
+
+
+def discard_prestarted():
+    """Close a cluster started ahead of a run that ended before it needed it."""
+    for future in list(_STARTING.values()):
+        _STARTING.clear()
+        try:
+            future.result().close()
+        except Exception as exc:  # noqa: BLE001 - it failed to start: nothing to close
+            logger.debug("a cluster started ahead failed: %s", exc)
+
+
 @contextlib.contextmanager
 def connect(cluster_config):
     """Yield a Client for ``cluster_config`` (a :class:`pipeline.config.Cluster`)."""
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     address = cluster_config.address or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
@@ -38,13 +85,9 @@ def connect(cluster_config):
         finally:
             client.close()
         return
-    kwargs = dict(n_workers=cluster_config.n_workers,
-                  threads_per_worker=cluster_config.threads_per_worker,
-                  memory_limit=cluster_config.memory_limit, processes=True,
-                  dashboard_address=":0")
-    if cluster_config.local_directory:
-        kwargs["local_directory"] = cluster_config.local_directory
-    with LocalCluster(**kwargs) as cluster, Client(cluster, set_as_default=True) as client:
+    starting = _STARTING.pop(_key(cluster_config), None)
+    cluster = starting.result() if starting is not None else _local_cluster(cluster_config)
+    with cluster, Client(cluster, set_as_default=True) as client:
         logger.info("started a LocalCluster: %d workers x %d threads", cluster_config.n_workers,
                     cluster_config.threads_per_worker)
         yield client

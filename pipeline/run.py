@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline import assign, ledger, source, store
 from pipeline.checkpoint import Checkpoint
-from pipeline.cluster import connect
+from pipeline.cluster import connect, discard_prestarted, prestart
 from pipeline.config import ConfigError, dump_config
 from pipeline.mixture import _kernels
 from pipeline.output import (
@@ -143,6 +143,8 @@ def execute(config, job, run_id=None, step=_call):
             # a rerun would fail the same way: its checkpoint is of no use to anyone
             Checkpoint(config.output, config.config_hash()).clear()
             raise
+        finally:
+            discard_prestarted()
 
 
 # Failures a rerun of the same config on the same data cannot change (bad config, bad
@@ -157,6 +159,8 @@ def _steps(config, job, run_id, step):
                     config.output.path)
         return {"run_id": run_id, "skipped": True, "output": config.output.path}
     schema = step("read-input", job.inspect, config)
+    if job.name == "fit":  # its workers come up while the fit imports scikit-learn
+        prestart(config.cluster)
     laps.lap("checks")
     summary = step(job.name, job.stage, config, schema, run_id)
     laps.mark = time.perf_counter()
@@ -218,11 +222,12 @@ def fit_to_staging(config, schema, run_id):
         Small and JSON-able: run id, candidate table, chosen model, cluster sizes, passes,
         timings, and the ``manifest`` to publish.
     """
+    laps = Laps()
     from pipeline import report as report_mod
     from pipeline.selection import select
 
+    laps.lap("imports")  # scikit-learn, matplotlib: while the cluster starts
     target = Target(config.output, run_id)
-    laps = Laps()
     model_cfg = config.model
     try:
         with connect(config.cluster):

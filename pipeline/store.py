@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 
-from pipeline.mixture import GaussianMixture, _covariance
+from pipeline.mixture import _covariance
 from pipeline.storage import filesystem
 
 FORMAT = "mixlake-model"
@@ -243,6 +243,8 @@ def load_model(path, storage_options=None):
     _check_arrays(npz_path, arrays, covariance_type)
     fit = meta["fit"]
     try:
+        from pipeline.mixture.gaussian import GaussianMixture
+
         estimator = GaussianMixture._from_parameters(
             (arrays["weights"], arrays["means"], arrays["covariances"],
              arrays["precisions_cholesky"]),
