@@ -195,7 +195,7 @@ def advance(data, states, dtype, *, raise_errors=True, on_iteration=None, on_pas
     """
     active = [s for s in states if s.running]
     if active:
-        logger.info("EM: %d run(s), at most %d iteration(s)", len(active),
+        logger.info("EM: %d run(s), max_iter %d", len(active),
                     max(s.max_iter - s.n_iter for s in active),
                     extra={"progress": {"phase": "EM", "total": max(
                         s.max_iter - s.n_iter for s in active)}})
