@@ -257,7 +257,7 @@ def test_the_state_survives_a_checkpoint_bit_for_bit():
     resumed = BayesianGaussianMixture(n_components=3, max_iter=3, tol=0, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        resumed._fit(_blobs(), restore=lambda: ([restored], [None], 5))
+        resumed._fit(_blobs(), restore=lambda names: ([restored], [None], 5))
     for name in FITTED:
         assert np.array_equal(np.asarray(getattr(resumed, name)),
                               np.asarray(getattr(fitted, name))), name

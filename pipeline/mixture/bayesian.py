@@ -256,8 +256,11 @@ default='dirichlet_process'
     # --------------------------------------------------------------- fitting
 
     def _fit(self, X, *, restore=None, save=None):
-        """Fit and return the chunked, validated data; ``restore`` / ``save`` are the fit
-        core's checkpoint hooks (:func:`~pipeline.mixture._fit.fit_states`)."""
+        """Fit; return the validated data (for a final prediction) and the chosen state.
+
+        ``save`` is the fit core's checkpoint hook (:func:`~pipeline.mixture._fit.fit_states`);
+        ``restore(names)`` its other one, given the names of this fit's runs.
+        """
         validate_params(self, CONSTRAINTS)
         X = self._validate_X(X, reset=True)
         n_samples, n_features = X.shape
@@ -302,7 +305,9 @@ default='dirichlet_process'
                       for i, seed in enumerate(seeds)]
         fitted = fit_states(
             data, starts, dtype, tol=self.tol, max_iter=self.max_iter,
-            check_finite=on_describe, restore=restore, save=save,
+            check_finite=on_describe, save=save,
+            restore=None if restore is None else (
+                lambda: restore([start.name for start in starts])),
             on_start=lambda i, state: self._print_verbose_msg_init_beg(i),
             on_iteration=self._print_verbose_msg_iter_end,
             on_end=(lambda i, state: self._print_verbose_msg_init_end(
@@ -322,7 +327,7 @@ default='dirichlet_process'
             )
         self._set_fitted(best.priors, best.parameters(), **history)
         self.n_passes_ = data.n_passes
-        return X
+        return X, best
 
     def fit(self, X, y=None):
         """Estimate the variational parameters, one pass over X per iteration.
@@ -348,7 +353,7 @@ default='dirichlet_process'
         labels : ndarray or dask array of shape (n_samples,)
             Lazy (chunked like X) when X is a dask collection.
         """
-        X = self._fit(X)
+        X, _ = self._fit(X)
         return self._apply(X, _kernels.predict_chunk, "labels", validated=True)
 
     def _set_fitted(self, priors, params, *, converged, n_iter, lower_bound, lower_bounds):
@@ -382,6 +387,19 @@ default='dirichlet_process'
         self.lower_bound_ = float(lower_bound)
         self.lower_bounds_ = [float(v) for v in lower_bounds]
         return self
+
+    @classmethod
+    def _from_parameters(cls, priors, params, *, converged, n_iter, lower_bound, lower_bounds,
+                         n_features_in=None, feature_names_in=None, **estimator_params):
+        """A fitted estimator from its :class:`~pipeline.mixture._variational.Priors`,
+        ``params`` (sklearn's ``_get_parameters`` order) and history (a loaded model)."""
+        estimator = cls(**estimator_params)
+        if n_features_in is not None:
+            estimator.n_features_in_ = n_features_in
+        if feature_names_in is not None:
+            estimator.feature_names_in_ = np.asarray(feature_names_in, dtype=object)
+        return estimator._set_fitted(priors, params, converged=converged, n_iter=n_iter,
+                                     lower_bound=lower_bound, lower_bounds=lower_bounds)
 
     def _model(self, dtype):
         """The kernels' model of the fitted variational parameters (as sklearn's
