@@ -39,7 +39,7 @@ class InitJob:
     precisions_init: Any = None
     # False: no precision Cholesky factors (None in the parameters). The variational
     # mixture derives its own from the priors, and the covariances estimated here may be
-    # singular where its are not (reg_covar=0 and a one-point cluster).
+    # singular where the variational ones are not (reg_covar=0, a one-point cluster).
     with_precisions: bool = True
 
     @property
