@@ -123,6 +123,9 @@ def _print_summary(summary, stream=sys.stdout):
         f"{chosen['n_iter']} iterations, {'converged' if chosen['converged'] else 'NOT converged'}",
         "  clusters      " + ", ".join(f"{c['cluster']}: {c['size']:,} ({c['weight']:.1%})"
                                        for c in summary["clusters"]),
+        *([f"  weighted      {summary['n_weighted']} of {chosen['n_components']} components "
+           f"carry weight > {summary['weight_threshold']:g}"]
+          if summary.get("kind") == "bayesian" else []),
         "  best by " + criterion.upper() + ":  "
         + ", ".join(f"{c['name']} {c[criterion]:,.0f}" for c in ranked[:4]),
         "  time          " + _time_line(summary),

@@ -1,7 +1,7 @@
 """mixlake: Gaussian-mixture clustering for the data lake, on Dask."""
 
 __version__ = "0.1.0"
-__all__ = ["GaussianMixture", "__version__"]
+__all__ = ["BayesianGaussianMixture", "GaussianMixture", "__version__"]
 
 
 def __getattr__(name):
@@ -11,4 +11,8 @@ def __getattr__(name):
         from pipeline.mixture.gaussian import GaussianMixture
 
         return GaussianMixture
+    if name == "BayesianGaussianMixture":
+        from pipeline.mixture.bayesian import BayesianGaussianMixture
+
+        return BayesianGaussianMixture
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

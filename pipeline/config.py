@@ -190,8 +190,15 @@ def _check_covariance_types(v):
 
 
 class Model(_Section):
-    """The grid of candidate mixtures and how each is fitted."""
+    """The grid of candidate mixtures and how each is fitted.
 
+    ``kind: bayesian`` fits one variational mixture (BayesianGaussianMixture) instead of a
+    BIC/AIC grid: ``n_components`` (its largest value) is an upper bound, and the report
+    counts the components whose weight exceeds ``weight_threshold``.
+    """
+
+    kind: Literal["gaussian", "bayesian"] = "gaussian"
+    weight_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.01
     n_components: Any = 1
     covariance_type: Any = "full"
     n_init: PositiveInt = 1
@@ -208,6 +215,14 @@ class Model(_Section):
         lambda cls, v: _check_component_counts(v)))
     _covariance_type = field_validator("covariance_type")(classmethod(
         lambda cls, v: _check_covariance_types(v)))
+
+    @model_validator(mode="after")
+    def _one_covariance_type_for_bayesian(self):
+        if self.kind == "bayesian" and len(self.covariance_types()) > 1:
+            raise ValueError(
+                "covariance_type: kind bayesian fits one mixture, of one covariance type "
+                f"(got {self.covariance_types()}); name one, e.g. covariance_type: full")
+        return self
 
     def component_counts(self):
         n = self.n_components
@@ -352,6 +367,8 @@ class RunConfig(_Section):
         dumped = self.model_dump(mode="json")
         model = dict(dumped["model"], n_components=self.model.component_counts(),
                      covariance_type=self.model.covariance_types())
+        if self.model.kind == "gaussian":  # the hash of a grid config stays as it was
+            del model["kind"], model["weight_threshold"]
         output = {k: dumped["output"][k] for k in ("path", "columns")}
         canonical = json.dumps({"source": dumped["source"], "model": model, "output": output,
                                 "score": dumped["score"]}, sort_keys=True)

@@ -1,4 +1,5 @@
-"""The run's report folder: report.json, report.md, bic.png and clusters.png.
+"""The run's report folder: report.json, report.md, bic.png (weights.png for a Bayesian
+mixture) and clusters.png.
 
 Everything here works on the small model-selection result (a JSON-able dict) and on a
 client-side sample of rows; nothing touches dask. Figures are drawn on
@@ -48,7 +49,9 @@ def write_report(
     report : dict
         The model-selection result, JSON-able: ``run_id``, ``config_hash``, ``criterion``
         ('bic' or 'aic'), ``n_rows``, ``n_features``, ``features``, ``passes``,
-        ``rows_dropped``, ``timings``, ``candidates``, ``chosen`` and ``clusters``.
+        ``rows_dropped``, ``timings``, ``candidates``, ``chosen`` and ``clusters``. With
+        ``kind: 'bayesian'`` (and ``weight_threshold``, ``n_weighted``) the report of one
+        variational mixture: its weights in weights.png instead of bic.png.
     out_dir : str or path-like
         Local directory; created if missing.
     sample_X : array-like of shape (n_samples, n_features), default=None
@@ -69,10 +72,11 @@ def write_report(
     Returns
     -------
     paths : dict of str to str
-        File name ('report.json', 'report.md', 'bic.png' and, with ``sample_X``,
-        'clusters.png') to the path written.
+        File name ('report.json', 'report.md', 'bic.png' or 'weights.png' and, with
+        ``sample_X``, 'clusters.png') to the path written.
     """
-    criterion = _criterion(report)
+    bayesian = report.get("kind") == "bayesian"
+    criterion = None if bayesian else _criterion(report)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -81,8 +85,12 @@ def write_report(
                       ensure_ascii=False)
     paths["report.json"] = _write_atomic(out_dir / "report.json", (text + "\n").encode())
 
-    figure = _bic_figure(report, criterion)
-    paths["bic.png"] = _write_atomic(out_dir / "bic.png", _png_bytes(figure))
+    if bayesian:
+        figure = _weights_figure(report)
+        paths["weights.png"] = _write_atomic(out_dir / "weights.png", _png_bytes(figure))
+    else:
+        figure = _bic_figure(report, criterion)
+        paths["bic.png"] = _write_atomic(out_dir / "bic.png", _png_bytes(figure))
 
     if sample_X is not None:
         if covariance_type is None and covariances is not None:
@@ -94,7 +102,7 @@ def write_report(
     markdown = _report_markdown(report, criterion, with_clusters="clusters.png" in paths)
     paths["report.md"] = _write_atomic(out_dir / "report.md", markdown.encode())
     return {name: paths[name] for name in ("report.json", "report.md", "bic.png",
-                                           "clusters.png") if name in paths}
+                                           "weights.png", "clusters.png") if name in paths}
 
 
 # --------------------------------------------------------------------------- files
@@ -290,6 +298,8 @@ def _timings_markdown(timings):
 
 
 def _report_markdown(report, criterion, *, with_clusters):
+    if criterion is None:
+        return _bayesian_markdown(report, with_clusters=with_clusters)
     name = criterion.upper()
     features = report.get("features") or []
     chosen = _chosen_candidate(report)
@@ -338,6 +348,79 @@ def _report_markdown(report, criterion, *, with_clusters):
     if with_clusters:
         out += ["", "![clusters](clusters.png)"]
     return "\n".join(out) + "\n"
+
+
+def _bayesian_markdown(report, *, with_clusters):
+    """The report of ``kind: bayesian``: one variational mixture, its weighted components."""
+    features = report.get("features") or []
+    chosen = _chosen_candidate(report) or {}
+    n_components = chosen.get("n_components", len(report.get("clusters") or []))
+    threshold = report.get("weight_threshold")
+    out = [
+        f"# mixlake run report: {_cell(report.get('run_id', ''))}",
+        "",
+        f"- run id: `{report.get('run_id', '')}`",
+        f"- config hash: `{report.get('config_hash', '')}`",
+        *([f"- model id: `{report['model_id']}`"] if report.get("model_id") else []),
+        "- model: Bayesian Gaussian mixture (variational, "
+        f"{_cell(chosen.get('covariance_type', ''))} covariance), at most "
+        f"{_number(n_components, '.0f')} components",
+        f"- rows: {_number(report.get('n_rows'), ',.0f')}, "
+        f"rows dropped: {_number(report.get('rows_dropped'), ',.0f')}",
+        f"- features ({_number(report.get('n_features'), '.0f')}): "
+        + (", ".join(f"`{f}`" for f in features) if features else "—"),
+        "",
+        "## Components carrying weight",
+        "",
+        f"**{_number(report.get('n_weighted'), '.0f')}** of {_number(n_components, '.0f')} "
+        f"components have a weight above {_number(threshold, 'g')}; lower bound "
+        f"{_number(chosen.get('lower_bound'), ',.4f')}, "
+        f"{_number(chosen.get('n_iter'), '.0f')} iterations, "
+        + ("converged." if chosen.get("converged") else "**not converged**."),
+        "",
+        "### Clusters",
+        "",
+        _cluster_table_markdown(report),
+        "## Passes and timings",
+        "",
+        f"Passes over the data: {_number(report.get('passes'), '.0f')}",
+        "",
+        _timings_markdown(report.get("timings") or {}),
+        "## Figures",
+        "",
+        "![weights](weights.png)",
+    ]
+    if with_clusters:
+        out += ["", "![clusters](clusters.png)"]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- weights.png
+
+
+def _weights_figure(report):
+    """The weight of each component, those above the threshold highlighted."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    clusters = report.get("clusters") or []
+    weights = [_finite(c.get("weight")) or 0.0 for c in clusters]
+    threshold = _finite(report.get("weight_threshold")) or 0.0
+    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = figure.add_subplot()
+    ks = [int(c.get("cluster", k)) for k, c in enumerate(clusters)]
+    ax.bar(ks, weights, color=["C0" if w > threshold else "0.75" for w in weights])
+    ax.axhline(threshold, color="C3", linestyle="--", linewidth=1.2,
+               label=f"threshold {threshold:g}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("component")
+    ax.set_ylabel("weight")
+    n_weighted = sum(w > threshold for w in weights)
+    ax.set_title(f"{n_weighted} of {len(weights)} components carry weight, "
+                 f"run {report.get('run_id', '')}")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(loc="upper right", fontsize=9)
+    return figure
 
 
 # --------------------------------------------------------------------------- bic.png

@@ -21,7 +21,6 @@ from pipeline import assign, ledger, source, store
 from pipeline.checkpoint import Checkpoint
 from pipeline.cluster import connect, discard_prestarted, prestart
 from pipeline.config import ConfigError, dump_config
-from pipeline.mixture import _kernels
 from pipeline.output import (
     OutputExistsError,
     Target,
@@ -205,9 +204,8 @@ def _sample(dataset, size, seed):
 
 
 def _prepared(estimator, dtype):
-    return _kernels.prepare_model(estimator.weights_, estimator.means_,
-                                  estimator.precisions_cholesky_, estimator.covariance_type,
-                                  np.dtype(dtype))
+    # the estimator's own E-step model: a Bayesian mixture's has its variational constants
+    return estimator._model(np.dtype(dtype))
 
 
 # ------------------------------------------------------------------ fit
@@ -246,7 +244,8 @@ def fit_to_staging(config, schema, run_id):
                 reg_covar=model_cfg.reg_covar, max_iter=model_cfg.max_iter,
                 random_state=model_cfg.random_state, criterion=model_cfg.criterion,
                 dtype=model_cfg.dtype, persist=model_cfg.persist, checkpoint=checkpoint,
-                fingerprint=source.fingerprint(schema.inputs))
+                fingerprint=source.fingerprint(schema.inputs), kind=model_cfg.kind,
+                weight_threshold=model_cfg.weight_threshold)
             laps.lap("select")
             estimator = result.estimator
             target.begin()
@@ -282,6 +281,9 @@ def fit_to_staging(config, schema, run_id):
             "clusters": [{"cluster": k, "weight": float(estimator.weights_[k]),
                           "size": int(counts[k])} for k in range(estimator.n_components)],
         }
+        if model_cfg.kind == "bayesian":
+            summary.update(kind="bayesian", weight_threshold=model_cfg.weight_threshold,
+                           n_weighted=result.best.n_weighted)
         folder = target.local_folder("report")
         report_mod.write_report(summary, folder, sample_X=sample,
                                 sample_labels=estimator.predict(sample),

@@ -17,16 +17,19 @@ whose covariance becomes ill-defined stops alone, with its error recorded.
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from pipeline.mixture import GaussianMixture, _covariance
+from pipeline.mixture import BayesianGaussianMixture, GaussianMixture, _covariance
 from pipeline.mixture._chunks import ChunkedData
 from pipeline.mixture._em import EMState
 from pipeline.mixture._fit import Start, fit_states, log_likelihoods
 from pipeline.mixture._init import InitJob
+from pipeline.mixture._variational import VariationalState
 
 logger = logging.getLogger("pipeline.selection")
 
@@ -67,6 +70,21 @@ class Candidate:
 
 
 @dataclass
+class BayesianCandidate(Candidate):
+    """The one variational mixture of ``kind: bayesian`` (n_components an upper bound)."""
+
+    n_weighted: int | None = None
+
+    @property
+    def name(self):
+        return f"bayesian-{self.covariance_type}-k{self.n_components}"
+
+    def row(self):
+        return {**super().row(), "kind": "bayesian", "n_weighted": self.n_weighted,
+                "lower_bound": float(self.state.lower_bound) if self.state else None}
+
+
+@dataclass
 class SelectionResult:
     candidates: list
     best: Candidate
@@ -84,8 +102,12 @@ def _check_finite(describe):
 
 def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans", tol=1e-3,
            reg_covar=1e-6, max_iter=100, random_state=None, criterion="bic", dtype="float64",
-           persist="auto", split_every=None, checkpoint=None, fingerprint=None):
+           persist="auto", split_every=None, checkpoint=None, fingerprint=None,
+           kind="gaussian", weight_threshold=0.01):
     """Fit every candidate of the grid on X and pick one by the criterion.
+
+    With ``kind='bayesian'``: one BayesianGaussianMixture of ``max(n_components)``
+    components and the (single) covariance type instead (:func:`fit_bayesian`).
 
     Parameters
     ----------
@@ -101,6 +123,14 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     -------
     SelectionResult
     """
+    if kind == "bayesian":
+        (covariance_type,) = covariance_types
+        return fit_bayesian(
+            X, n_components=max(n_components), covariance_type=covariance_type,
+            n_init=n_init, init_params=init_params, tol=tol, reg_covar=reg_covar,
+            max_iter=max_iter, random_state=random_state, weight_threshold=weight_threshold,
+            dtype=dtype, persist=persist, split_every=split_every, checkpoint=checkpoint,
+            fingerprint=fingerprint)
     started = time.perf_counter()
     dtype = np.dtype(dtype)
     X = X.astype(dtype) if X.dtype != dtype else X
@@ -158,3 +188,47 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     logger.info("selected %s by %s in %d passes over the data, %.2f s", best.name, criterion,
                 data.n_passes, seconds)
     return SelectionResult(candidates, best, estimator, criterion, data.n_passes, seconds)
+
+
+def fit_bayesian(X, *, n_components, covariance_type, n_init=1, init_params="kmeans",
+                 tol=1e-3, reg_covar=1e-6, max_iter=100, random_state=None,
+                 weight_threshold=0.01, dtype="float64", persist="auto", split_every=None,
+                 checkpoint=None, fingerprint=None):
+    """Fit one BayesianGaussianMixture; its components of weight above
+    ``weight_threshold`` are the clusters the data carry (``n_weighted``).
+
+    Returns
+    -------
+    SelectionResult
+        One candidate; the criterion is the lower bound (the best of ``n_init``).
+    """
+    started = time.perf_counter()
+    dtype = np.dtype(dtype)
+    X = X.astype(dtype) if X.dtype != dtype else X
+    estimator = BayesianGaussianMixture(
+        n_components=n_components, covariance_type=covariance_type, tol=tol,
+        reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
+        random_state=random_state, dtype=None if dtype == np.float64 else "float32",
+        persist=persist, split_every=split_every)
+    hooks = {}
+    if checkpoint is not None:
+        hooks = dict(
+            restore=lambda names: checkpoint.restore(fingerprint, names,
+                                                     VariationalState.from_dict),
+            save=lambda states, errors, passes: checkpoint.save(states, errors, fingerprint,
+                                                                passes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # logged below instead
+        _, state = estimator._fit(X, **hooks)
+    n_weighted = int(np.sum(estimator.weights_ > weight_threshold))
+    candidate = BayesianCandidate(n_components, covariance_type, 0, state=state,
+                                  n_weighted=n_weighted)
+    if not state.converged:
+        logger.warning("the Bayesian mixture did not converge in %d iterations; consider "
+                       "increasing model.max_iter or model.tol", max_iter)
+    seconds = time.perf_counter() - started
+    logger.info("%s: %d of %d components carry weight above %g; %d passes over the data, "
+                "%.2f s", candidate.name, n_weighted, n_components, weight_threshold,
+                estimator.n_passes_, seconds)
+    return SelectionResult([candidate], candidate, estimator, "lower_bound",
+                           estimator.n_passes_, seconds)

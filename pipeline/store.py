@@ -28,13 +28,30 @@ class ModelFileError(ValueError):
     """A saved model is missing, malformed or not a valid Gaussian mixture."""
 
 
+# A BayesianGaussianMixture ("kind": "bayesian") also keeps its variational parameters,
+# which its predictions depend on, and its priors.
+BAYESIAN_PARAMS = ("weight_concentration_prior_type", "weight_concentration_prior",
+                   "mean_precision_prior", "degrees_of_freedom_prior")
+BAYESIAN_PRIORS = ("weight_concentration_prior", "mean_precision_prior",
+                   "degrees_of_freedom_prior")
+
+
+def _kind(estimator):
+    return "bayesian" if hasattr(estimator, "weight_concentration_") else "gaussian"
+
+
 def _arrays(estimator):
-    return {
+    arrays = {
         "weights": estimator.weights_,
         "means": estimator.means_,
         "covariances": estimator.covariances_,
         "precisions_cholesky": estimator.precisions_cholesky_,
     }
+    if _kind(estimator) == "bayesian":
+        arrays.update({name: np.asarray(getattr(estimator, f"{name}_")) for name in (
+            "weight_concentration", "mean_precision", "degrees_of_freedom", "mean_prior",
+            "covariance_prior")})
+    return arrays
 
 
 def model_id(estimator):
@@ -52,7 +69,7 @@ def save_model(estimator, path, *, features, preprocessing=None, extra=None,
 
     Parameters
     ----------
-    estimator : GaussianMixture, fitted
+    estimator : GaussianMixture or BayesianGaussianMixture, fitted
     path : str
         Local folder or URL.
     features : list of str
@@ -74,7 +91,9 @@ def save_model(estimator, path, *, features, preprocessing=None, extra=None,
     if preprocessing:
         arrays["scaler_mean"] = np.asarray(preprocessing["mean"], np.float64)
         arrays["scaler_scale"] = np.asarray(preprocessing["scale"], np.float64)
-    params = {k: getattr(estimator, k) for k in ESTIMATOR_PARAMS}
+    kind = _kind(estimator)
+    names = ESTIMATOR_PARAMS + (BAYESIAN_PARAMS if kind == "bayesian" else ())
+    params = {k: getattr(estimator, k) for k in names}
     params = {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
     if not isinstance(params["random_state"], int | type(None)):
         params["random_state"] = None  # a RandomState instance: not reproducible from JSON
@@ -105,6 +124,9 @@ def save_model(estimator, path, *, features, preprocessing=None, extra=None,
         },
         "run": extra or {},
     }
+    if kind == "bayesian":
+        meta["kind"] = kind
+        meta["priors"] = {k: float(getattr(estimator, f"{k}_")) for k in BAYESIAN_PRIORS}
     fs, root = filesystem(path, storage_options)
     fs.makedirs(root, exist_ok=True)
     buffer = io.BytesIO()
@@ -207,7 +229,7 @@ def load_model(path, storage_options=None):
 
     Returns
     -------
-    estimator : GaussianMixture
+    estimator : GaussianMixture or BayesianGaussianMixture
         Fitted: predicts exactly as the estimator that was saved.
     meta : dict
         The JSON metadata, plus ``"preprocessing"`` (``{"mean", "scale"}`` or None).
@@ -242,6 +264,9 @@ def load_model(path, storage_options=None):
             _fail(npz_path, f"array {name!r} contains NaN or inf")
     _check_arrays(npz_path, arrays, covariance_type)
     fit = meta["fit"]
+    if meta.get("kind", "gaussian") == "bayesian":
+        return _load_bayesian(json_path, npz_path, meta, arrays), _with_preprocessing(
+            meta, arrays)
     try:
         from pipeline.mixture.gaussian import GaussianMixture
 
@@ -253,6 +278,53 @@ def load_model(path, storage_options=None):
             feature_names_in=meta.get("feature_names_in"), **meta["params"])
     except TypeError as exc:
         _fail(json_path, f"params: {exc}")
+    return estimator, _with_preprocessing(meta, arrays)
+
+
+def _with_preprocessing(meta, arrays):
     meta["preprocessing"] = ({"mean": arrays["scaler_mean"], "scale": arrays["scaler_scale"]}
                              if meta.get("standardized") else None)
-    return estimator, meta
+    return meta
+
+
+def _load_bayesian(json_path, npz_path, meta, arrays):
+    """The BayesianGaussianMixture of a model of ``kind: bayesian``, its arrays checked."""
+    from pipeline.mixture import BayesianGaussianMixture
+    from pipeline.mixture._variational import Priors
+
+    covariance_type, K, D = meta["covariance_type"], meta["n_components"], meta["n_features"]
+    process = meta["params"].get("weight_concentration_prior_type") == "dirichlet_process"
+    expected = {
+        "weight_concentration": (2, K) if process else (K,),
+        "mean_precision": (K,),
+        "degrees_of_freedom": () if covariance_type == "tied" else (K,),
+        "mean_prior": (D,),
+        "covariance_prior": {"full": (D, D), "tied": (D, D), "diag": (D,),
+                             "spherical": ()}[covariance_type],
+    }
+    for name, shape in expected.items():
+        array = arrays.get(name)
+        if array is None or array.shape != shape or array.dtype.kind not in "fiu":
+            _fail(npz_path, f"array {name!r} missing or not of shape {shape} (a Bayesian "
+                            "mixture's)")
+        arrays[name] = array.astype(np.float64)
+        if not np.all(np.isfinite(arrays[name])):
+            _fail(npz_path, f"array {name!r} contains NaN or inf")
+    priors = meta.get("priors")
+    if not isinstance(priors, dict) or set(priors) != set(BAYESIAN_PRIORS) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in priors.values()):
+        _fail(json_path, f"priors: expected numbers for {', '.join(BAYESIAN_PRIORS)}")
+    fit = meta["fit"]
+    try:
+        return BayesianGaussianMixture._from_parameters(
+            Priors(meta["params"]["weight_concentration_prior_type"], **priors,
+                   mean_prior=arrays["mean_prior"],
+                   covariance_prior=arrays["covariance_prior"]),
+            (arrays["weight_concentration"], arrays["mean_precision"], arrays["means"],
+             arrays["degrees_of_freedom"], arrays["covariances"],
+             arrays["precisions_cholesky"]),
+            converged=fit["converged"], n_iter=fit["n_iter"], lower_bound=fit["lower_bound"],
+            lower_bounds=fit["lower_bounds"], n_features_in=D,
+            feature_names_in=meta.get("feature_names_in"), **meta["params"])
+    except (TypeError, KeyError) as exc:
+        _fail(json_path, f"params: {exc}")

@@ -1,6 +1,6 @@
 """The EM engine and the scikit-learn-compatible estimator."""
 
-__all__ = ["GaussianMixture"]
+__all__ = ["BayesianGaussianMixture", "GaussianMixture"]
 
 
 def __getattr__(name):
@@ -10,4 +10,8 @@ def __getattr__(name):
         from pipeline.mixture.gaussian import GaussianMixture
 
         return GaussianMixture
+    if name == "BayesianGaussianMixture":
+        from pipeline.mixture.bayesian import BayesianGaussianMixture
+
+        return BayesianGaussianMixture
     raise AttributeError(f"module 'pipeline.mixture' has no attribute {name!r}")

@@ -16,6 +16,7 @@ a failed initialisation or an ill-defined covariance on that run only and goes o
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,11 +30,18 @@ logger = logging.getLogger("pipeline.mixture")
 
 @dataclass
 class Start:
-    """How one EM run starts: initialised by ``job``, or continued from ``state``."""
+    """How one EM run starts: initialised by ``job``, or continued from ``state``.
+
+    ``make_state`` builds the state of an initialised run, called as ``EMState`` is
+    (``covariance_type, reg_covar, tol, max_iter, name=..., **params``, the parameters
+    :func:`~pipeline.mixture._init.initialize` gave); None means ``EMState``. Any state
+    with EMState's protocol (``model``, ``update``, ``running``, ...) is advanced alike.
+    """
 
     name: str = ""
     job: InitJob | None = None
     state: EMState | None = None
+    make_state: Callable | None = None
 
 
 @dataclass
@@ -130,8 +138,9 @@ def _start(data, starts, describe, dtype, tol, max_iter, raise_errors):
         initial, failures = _initialize_each(data, jobs, describe, eps)
     for i, job, params, failure in zip(pending, jobs, initial, failures):
         if params is not None:
-            states[i] = EMState(job.covariance_type, job.reg_covar, tol, max_iter,
-                                name=starts[i].name, **params)
+            make_state = starts[i].make_state or EMState
+            states[i] = make_state(job.covariance_type, job.reg_covar, tol, max_iter,
+                                   name=starts[i].name, **params)
         errors[i] = failure
     logger.info("initialisation (%s) of %d run(s): %.3f s, %d passes so far",
                 ", ".join(sorted({job.init_params for job in jobs})), len(jobs),

@@ -37,6 +37,10 @@ class InitJob:
     weights_init: Any = None
     means_init: Any = None
     precisions_init: Any = None
+    # False: no precision Cholesky factors (None in the parameters). The variational
+    # mixture derives its own from the priors, and the covariances estimated here may be
+    # singular where the variational ones are not (reg_covar=0, a one-point cluster).
+    with_precisions: bool = True
 
     @property
     def fully_given(self):
@@ -344,8 +348,8 @@ def initialize(data, jobs, describe, eps):
         if job.means_init is not None:
             means = np.asarray(job.means_init, np.float64)
         if job.precisions_init is None:
-            precisions_cholesky = _covariance.precision_cholesky(covariances,
-                                                                 job.covariance_type, float32)
+            precisions_cholesky = _covariance.precision_cholesky(
+                covariances, job.covariance_type, float32) if job.with_precisions else None
         else:
             precisions_cholesky = _covariance.precision_cholesky_from_precisions(
                 job.precisions_init, job.covariance_type)

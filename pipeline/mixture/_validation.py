@@ -90,11 +90,15 @@ PARAMETER_CONSTRAINTS = {
 }
 
 
-def validate_params(estimator):
-    """Raise InvalidParameterError for the first parameter outside its table entry."""
+def validate_params(estimator, constraints=None):
+    """Raise InvalidParameterError for the first parameter outside its table entry.
+
+    ``constraints``: the estimator's table, :data:`PARAMETER_CONSTRAINTS` if None.
+    """
     name_of = type(estimator).__name__
+    constraints = PARAMETER_CONSTRAINTS if constraints is None else constraints
     for name, value in estimator.get_params(deep=False).items():
-        check, allowed = PARAMETER_CONSTRAINTS[name]
+        check, allowed = constraints[name]
         if not check(value):
             raise InvalidParameterError(
                 f"The {name!r} parameter of {name_of} must be {allowed}. Got {value!r} instead."
