@@ -17,7 +17,7 @@ from importlib import metadata
 
 import numpy as np
 
-from pipeline import assign, delta, ledger, source, store
+from pipeline import assign, delta, ledger, lineage, source, store
 from pipeline.checkpoint import Checkpoint
 from pipeline.cluster import connect
 from pipeline.config import ConfigError, dump_config
@@ -118,17 +118,19 @@ def execute(config, job, run_id=None, step=_call):
         JSON-able; ``{"skipped": True, ...}`` when skip-if-complete found this run done.
     """
     run_id = run_id or new_run_id()
-    with locked(config.output.path, run_id):
+    with locked(config.output.path, run_id), lineage.events(config, job.name, run_id) as events:
         if is_local(config.output.path):
             repair(config.output.path)
         if config.output.format == "delta":
             delta.repair(config.output)  # object stores: a commit nobody published
         try:
-            return _steps(config, job, run_id, step)
+            summary = _steps(config, job, run_id, step)
         except DETERMINISTIC_ERRORS:
             # a rerun would fail the same way: its checkpoint is of no use to anyone
             Checkpoint(config.output, config.config_hash()).clear()
             raise
+        events.complete(summary)
+        return summary
 
 
 # Failures a rerun of the same config on the same data cannot change (bad config, bad
