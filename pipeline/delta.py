@@ -1,40 +1,29 @@
 """Delta Lake tables through ``deltalake`` (delta-rs, no JVM): a Delta source read as the
 data files of one version, and the assignments written as a Delta table, one commit per run.
 
-Source (``source.format: delta``): the log of the table at ``source.version`` (the latest
-when omitted) lists the data files with their sizes and partition values; they become
-:class:`pipeline.partitions.InputFile` like any Parquet partition (the filter, the
-scan, the ledger and the assignment writer see no difference). Data files of a Delta
-table are never modified in place, so the ledger's path, size and stamp identify them:
-files added since the last scored version are new, files the log removed (overwrite,
-delete, compaction) are gone and their assignments are removed in the same commit.
+Source (``source.format: delta``): the log at ``source.version`` (the latest if omitted)
+lists the data files with sizes and partition values; they become ``InputFile``s like
+any Parquet partition. Delta data files are never modified in place, so the ledger's
+path, size and stamp identify them: files the log added since the last scored version
+are new, files it removed (overwrite, delete, compaction) lose their assignments.
 
-Output (``output.format: delta``): ``<output>/assignments`` is a Delta table partitioned
-like the input. The workers write one data file per input file, named with the run id
-(``<input name>.<run id>.parquet``, never overwritten); the client then commits them
-in ONE transaction whose commit info carries ``mixlake.run_id`` and ``mixlake.model_id``:
+Output (``output.format: delta``): ``<output>/assignments``, partitioned like the input.
+The workers write one data file per input file, named with the run id (never
+overwritten); the client commits them in ONE transaction carrying ``mixlake.run_id`` and
+``mixlake.model_id``: an ``overwrite`` for a full rescore (a fit, a new model, ``--full``;
+the schema may change), else an ``append`` of the new files with ``remove`` actions for
+the files of inputs that changed or vanished (new partitions appended, changed ones
+replaced, file by file).
 
-- a full rescore (a fit, a new model, ``--full``): ``overwrite``, all previous files
-  removed (the schema may change with the number of components);
-- an incremental score: ``append`` of the new files plus ``remove`` actions for the
-  files of inputs that changed or disappeared, i.e. new partitions appended, changed
-  ones replaced, file by file.
-
-How that fits the run's commit protocol (:class:`pipeline.output.Target`): the Delta log
-is the assignments' commit; the model, report, ledger and ``_SUCCESS.json`` still go
-through the Target, and the manifest records the table version the run committed.
-
-- Local disk: the published table is hard-linked into the run's staging folder (Delta
-  files are immutable, delta-rs replaces rather than rewrites its few mutable files),
-  the commit is made there, and the Target's atomic swap publishes the new table
-  version together with the manifest. A failed or killed run never touched the
-  published table.
-- Object stores: the table lives at ``<output>/assignments``, outside the ``runs/``
-  prefixes. The run commits to it as the last step before the manifest; if the run
-  fails after its commit, or is killed before its manifest, the table is restored
-  (a ``RESTORE`` commit) to the version the published manifest names, at once or at
-  the start of the next run (:func:`repair`), which also removes data files that runs
-  killed before their commit left behind.
+The commit protocol: the Delta log is the assignments' commit point; model, report,
+ledger and ``_SUCCESS.json`` still go through :class:`pipeline.output.Target`, and the
+manifest records the table version committed (time travel to it gives the run's labels).
+On a local disk the published table is hard-linked into the run's staging folder, the
+commit is made there, and the Target's atomic swap publishes table and manifest in one
+step: a failed or killed run never touches the published table. On an object store the
+table lives at ``<output>/assignments`` (outside ``runs/``); the run commits as its last
+step before the manifest, and a run that fails after its commit, or is killed before its
+manifest, is undone by a RESTORE to the published version (:func:`repair`).
 """
 
 import json
@@ -191,21 +180,13 @@ def output_url(output_config):
     return f"{output_config.path.rstrip('/')}/{TABLE}"
 
 
-def published_files(output_config):
-    """The data files (paths relative to the table) of the published assignments table,
-    or None when there is no table."""
-    table = _open(output_url(output_config), output_config.storage_options, "output.path")
-    if table is None:
-        return None
-    return {unquote(p) for p in pa.table(table.get_add_actions()).column("path").to_pylist()}
-
-
 def check_ledger(output_config, entries):
     """The ledger's entries when the published table holds exactly the files they name;
     [] (rescore everything) when the table was changed outside mixlake."""
     if not entries:
         return entries
-    files = published_files(output_config)
+    table = _open(output_url(output_config), output_config.storage_options, "output.path")
+    files = set(_current_actions(table)) if table is not None else None
     recorded = {e["output"][len(TABLE) + 1:] for e in entries}
     if files != recorded:
         logger.warning("the Delta table %s does not hold the files the ledger records (it "
@@ -282,7 +263,8 @@ class OutputTable:
         Returns
         -------
         dict
-            ``version``, ``added`` and ``removed`` (data files, relative to the output).
+            The manifest's record: ``table`` (its URL), ``version``, ``previous_version``,
+            ``mode``, ``added`` and ``removed`` (data files, relative to the output).
         """
         deltalake = _deltalake()
         from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
@@ -324,7 +306,8 @@ class OutputTable:
         logger.info("committed version %d of the Delta table %s: %d file(s) added, %d "
                     "removed%s", version, output_url(self.config), len(parts), len(removed),
                     " (overwrite)" if full else "")
-        return {"table": TABLE, "version": version, "previous_version": self.previous_version,
+        return {"table": output_url(self.config), "version": version,
+                "previous_version": self.previous_version,
                 "mode": "overwrite" if full else "append",
                 "added": sorted(f"{TABLE}/{p}" for p in parts), "removed": sorted(removed)}
 

@@ -6,6 +6,10 @@ Each job stages its files through :class:`pipeline.output.Target` and commits th
 ``_SUCCESS.json`` last: a failed run leaves no partial output and never touches a
 previous one. The flows run each step as a Prefect task (with retries on the I/O steps)
 by passing their own ``step`` callable; without Prefect each step is a plain call.
+
+With ``output.format: delta`` the assignments are a Delta table whose commit is the
+staging step's last act (:mod:`pipeline.delta` says how it fits this protocol); with a
+``lineage`` section the run is wrapped in OpenLineage events (:mod:`pipeline.lineage`).
 """
 
 import datetime as dt

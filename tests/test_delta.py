@@ -223,6 +223,12 @@ def test_a_table_partitioned_otherwise_is_refused(tmp_path, lake, cluster2):
     with pytest.raises(DataError, match=r"partitioned by \['day', 'region'\]"):
         run.execute(flat, run.FIT)
     assert DeltaTable(str(tmp_path / "out" / "assignments")).version() == 0
+    # unpartitioned input, unpartitioned table
+    run.execute(flat.model_copy(update={"output": flat.output.model_copy(
+        update={"path": str(tmp_path / "flat")})}), run.FIT)
+    table = DeltaTable(str(tmp_path / "flat" / "assignments"))
+    assert table.metadata().partition_columns == []
+    assert table.to_pyarrow_table().num_rows == 1200
 
 
 # ------------------------------------------------------------------ Delta source
