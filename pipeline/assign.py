@@ -9,9 +9,11 @@ names (``pyarrow.dataset.dataset(..., partitioning="hive")``, DuckDB, Spark, das
 """
 
 import logging
+import time
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.source import check_finite, features_from_table, read_table
@@ -67,11 +69,15 @@ def _write_part(path, part, features, passthrough, storage_options, model, n_com
                            mean, scale)
     with target.open(f"assignments/{part}", "wb") as handle:
         pq.write_table(out, handle)
+        size = handle.tell()
     labels = out.column("cluster").drop_null().to_numpy()
     result = {"file": str(path), "part": part,
               "rows_in": int(table.num_rows), "rows_out": int(out.num_rows),
               "rows_dropped": int(out.column("cluster").null_count),
-              "cluster_counts": np.bincount(labels, minlength=n_components).tolist()}
+              "cluster_counts": np.bincount(labels, minlength=n_components).tolist(),
+              # what a table format's log records of the file (a Delta commit)
+              "bytes": int(size), "mtime": int(time.time() * 1000), "schema": out.schema,
+              "stats": file_stats(out)}
     del table, out
     release_arrow_memory()
     return result
@@ -94,6 +100,19 @@ def _compute_with_progress(tasks):
     return client.gather(futures)
 
 
+def file_stats(table):
+    """Row and null counts of every column, and the range of the integer ones (the
+    cluster, integer keys): the statistics a Delta log keeps per data file for skipping.
+    Floating-point ranges are left out: NaN and infinities have no JSON form."""
+    ranges = {name: pc.min_max(column).as_py() for name, column in
+              zip(table.column_names, table.columns) if pa.types.is_integer(column.type)}
+    return {"numRecords": int(table.num_rows),
+            "minValues": {k: v["min"] for k, v in ranges.items() if v["min"] is not None},
+            "maxValues": {k: v["max"] for k, v in ranges.items() if v["max"] is not None},
+            "nullCount": {name: int(column.null_count)
+                          for name, column in zip(table.column_names, table.columns)}}
+
+
 def write_assignments(dataset, model, n_components, columns, target, target_options=None):
     """Write one assignment file under ``target/assignments/`` per input file, on the
     workers (``dataset.outputs`` names them).
@@ -110,7 +129,8 @@ def write_assignments(dataset, model, n_components, columns, target, target_opti
     -------
     partitions : list of dict
         Per input file: ``file``, ``part``, ``rows_in``, ``rows_out`` (equal),
-        ``rows_dropped`` and ``cluster_counts``.
+        ``rows_dropped``, ``cluster_counts``, and the file written: ``bytes``, ``mtime``
+        (ms), ``schema`` and ``stats`` (:func:`file_stats`).
     """
     import dask
 

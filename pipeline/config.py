@@ -68,7 +68,12 @@ def _refuse_secrets(options):
 class Source(_Section):
     """Where the data come from and which columns are features."""
 
-    path: str = Field(description="Parquet file, directory or glob; local or s3://")
+    path: str = Field(description="Parquet file, directory or glob, or a Delta table's "
+                                  "folder; local or s3://")
+    format: Literal["parquet", "delta"] = Field(
+        "parquet", description="parquet: files and Hive folders; delta: a Delta Lake table")
+    version: Annotated[int, Field(ge=0, strict=True)] | None = Field(
+        None, description="the Delta table's version to read (time travel); latest if omitted")
     features: list[str] | None = Field(
         None, description="feature columns; all numeric columns but passthrough if omitted")
     passthrough: list[str] = Field(default_factory=list,
@@ -90,7 +95,10 @@ class Source(_Section):
 
     @field_validator("partitioning")
     @classmethod
-    def _partition_keys(cls, v):
+    def _partition_keys(cls, v, info):
+        if info.data.get("format") == "delta" and v != "hive":
+            raise ValueError("a Delta table's partitions come from its log; leave "
+                             "source.partitioning out")
         if isinstance(v, list) and (not v or len(set(v)) != len(v)):
             raise ValueError("must be hive, none, or a non-empty list of distinct keys")
         return v
@@ -111,6 +119,14 @@ class Source(_Section):
         if clashes:
             raise ValueError(f"{clashes[0]!r} is a column the output writes itself "
                              "(cluster, prob_<k>, log_density); leave it out of passthrough")
+        return v
+
+    @field_validator("version")
+    @classmethod
+    def _version_of_a_delta_table(cls, v, info):
+        if v is not None and info.data.get("format") != "delta":
+            raise ValueError("only a Delta table has versions; set source.format: delta, or "
+                             "leave source.version out")
         return v
 
     @field_validator("features")
@@ -272,6 +288,9 @@ class Output(_Section):
         None, description="error for `mixlake run`, incremental for `mixlake score` if omitted")
     columns: list[Literal["probabilities", "log_density"]] = Field(
         default_factory=lambda: ["probabilities", "log_density"])
+    format: Literal["parquet", "delta"] = Field(
+        "parquet", description="the assignments as Parquet files mirroring the input, or as a "
+                               "Delta table with one commit per run")
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
     def mode_for(self, job):
@@ -345,6 +364,45 @@ class Score(_Section):
     model_path: str
 
 
+class Lineage(_Section):
+    """Where the run's OpenLineage events go: a file (one JSON event per line) or an
+    OpenLineage HTTP endpoint (Marquez, DataHub, ...)."""
+
+    transport: Literal["file", "http"]
+    path: str | None = Field(None, validate_default=True,
+                             description="file transport: the file the events are appended to")
+    url: str | None = Field(None, validate_default=True,
+                            description="http transport: the server, e.g. http://marquez:5000")
+    endpoint: str = "api/v1/lineage"
+    timeout: Annotated[float, Field(gt=0)] = 5.0
+
+    @field_validator("path")
+    @classmethod
+    def _path_for_file(cls, v, info):
+        transport = info.data.get("transport")
+        if transport == "file" and not v:
+            raise ValueError("the file transport needs the path of the file to append the "
+                             "events to")
+        if transport == "http" and v is not None:
+            raise ValueError("only for transport: file (http sends to url)")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url_for_http(cls, v, info):
+        transport = info.data.get("transport")
+        if transport == "file":
+            if v is not None:
+                raise ValueError("only for transport: http (file writes to path)")
+            return v
+        if transport == "http" and (not v or not re.match(r"https?://[^/]", v)):
+            raise ValueError(f"the http transport needs an http(s):// URL; got {v!r}")
+        if v and "@" in v.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError("credentials must not be written in the config; set the API "
+                             "key in the environment (OPENLINEAGE_API_KEY)")
+        return v
+
+
 class RunConfig(_Section):
     """A whole run: source, model grid, cluster, output and schedule."""
 
@@ -355,22 +413,29 @@ class RunConfig(_Section):
     output: Output
     schedule: Schedule = Schedule()
     score: Score | None = None
+    lineage: Lineage | None = None
 
     def config_hash(self):
         """sha256 of what determines the results (first 16 hex digits).
 
         The source, the model grid (component counts normalised, so ``5`` and ``[5]``
         agree) and the output's path and columns. Not the cluster, the schedule, the
-        output mode or the name: the model is bit-for-bit the same on any number of
-        workers, so changing them must not invalidate a complete run or a checkpoint.
+        output mode, the lineage or the name: the model is bit-for-bit the same on any
+        number of workers, so changing them must not invalidate a complete run or a
+        checkpoint. Settings at their defaults that older configs did not have (the
+        formats, the Delta version) are left out, so those configs keep their hash.
         """
         dumped = self.model_dump(mode="json")
         model = dict(dumped["model"], n_components=self.model.component_counts(),
                      covariance_type=self.model.covariance_types())
         if self.model.kind == "gaussian":  # the hash of a grid config stays as it was
             del model["kind"], model["weight_threshold"]
+        source = {k: v for k, v in dumped["source"].items()
+                  if (k, v) not in (("format", "parquet"), ("version", None))}
         output = {k: dumped["output"][k] for k in ("path", "columns")}
-        canonical = json.dumps({"source": dumped["source"], "model": model, "output": output,
+        if self.output.format != "parquet":
+            output["format"] = self.output.format
+        canonical = json.dumps({"source": source, "model": model, "output": output,
                                 "score": dumped["score"]}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -471,6 +536,9 @@ def parse_config(raw, origin="config", base_dir=None):
             "score": config.score and config.score.model_copy(
                 update={"model_path": _resolve_local(config.score.model_path, base)}),
         })
+        if config.lineage is not None and config.lineage.path:
+            config = config.model_copy(update={"lineage": config.lineage.model_copy(
+                update={"path": _resolve_local(config.lineage.path, base)})})
     overlap = set(config.source.passthrough) & set(config.source.features or ())
     if overlap:
         raise ConfigError(f"{origin}: source.passthrough: {sorted(overlap)} also listed in "

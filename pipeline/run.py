@@ -6,6 +6,10 @@ Each job stages its files through :class:`pipeline.output.Target` and commits th
 ``_SUCCESS.json`` last: a failed run leaves no partial output and never touches a
 previous one. The flows run each step as a Prefect task (with retries on the I/O steps)
 by passing their own ``step`` callable; without Prefect each step is a plain call.
+
+With ``output.format: delta`` the assignments are a Delta table whose commit is the
+staging step's last act (:mod:`pipeline.delta` says how it fits this protocol); with a
+``lineage`` section the run is wrapped in OpenLineage events (:mod:`pipeline.lineage`).
 """
 
 import datetime as dt
@@ -17,7 +21,7 @@ from importlib import metadata
 
 import numpy as np
 
-from pipeline import assign, ledger, source, store
+from pipeline import assign, delta, ledger, lineage, source, store
 from pipeline.checkpoint import Checkpoint
 from pipeline.cluster import connect, discard_prestarted, prestart
 from pipeline.config import ConfigError, dump_config
@@ -133,17 +137,21 @@ def execute(config, job, run_id=None, step=_call):
         JSON-able; ``{"skipped": True, ...}`` when skip-if-complete found this run done.
     """
     run_id = run_id or new_run_id()
-    with locked(config.output.path, run_id):
+    with locked(config.output.path, run_id), lineage.events(config, job.name, run_id) as events:
         if is_local(config.output.path):
             repair(config.output.path)
+        if config.output.format == "delta":
+            delta.repair(config.output)  # object stores: a commit nobody published
         try:
-            return _steps(config, job, run_id, step)
+            summary = _steps(config, job, run_id, step)
         except DETERMINISTIC_ERRORS:
             # a rerun would fail the same way: its checkpoint is of no use to anyone
             Checkpoint(config.output, config.config_hash()).clear()
             raise
         finally:
             discard_prestarted()
+        events.complete(summary)
+        return summary
 
 
 # Failures a rerun of the same config on the same data cannot change (bad config, bad
@@ -168,6 +176,8 @@ def _steps(config, job, run_id, step):
             step("publish", publish, config, run_id, summary["manifest"])
         except BaseException:
             discard(config, run_id)
+            if config.output.format == "delta":
+                delta.repair(config.output, current_run=run_id)  # undo its commit
             raise
         laps.lap("publish")
     timings = laps.rounded()
@@ -195,6 +205,37 @@ def _manifest(config, run_id, model_id, partitions, inputs, entries, **extra):
         "ledger_sha256": ledger.digest(entries),
         **extra,
     }
+
+
+def _output_table(config, target, schema):
+    """The run's Delta output table, ready for its data files; None for Parquet output.
+    Its commit is the assignments' commit point (see :mod:`pipeline.delta`)."""
+    if config.output.format != "delta":
+        return None
+    table = delta.OutputTable(config.output, target)
+    table.prepare(schema.partition_keys)
+    return table
+
+
+def _read_as(config, schema):
+    """The config as the run read its input: a Delta source pinned to the version read,
+    so that the run's ``config.yaml`` reads the same version when run again."""
+    if config.source.format != "delta" or config.source.version is not None:
+        return config
+    return config.model_copy(update={"source": config.source.model_copy(
+        update={"version": schema.version})})
+
+
+def _table_records(config, schema, committed):
+    """The manifest's record of a Delta source's version read and of the Delta output's
+    commit (the version a reader time-travels to for this run's labels)."""
+    extra = {}
+    if config.source.format == "delta":
+        extra["source"] = {"format": "delta", "path": config.source.path,
+                           "version": schema.version}
+    if committed is not None:
+        extra["delta"] = committed
+    return extra
 
 
 def _sample(dataset, size, seed):
@@ -227,6 +268,7 @@ def fit_to_staging(config, schema, run_id):
     laps.lap("imports")  # scikit-learn, matplotlib: while the cluster starts
     target = Target(config.output, run_id)
     model_cfg = config.model
+    table = committed = None
     try:
         with connect(config.cluster):
             laps.lap("cluster")
@@ -249,11 +291,14 @@ def fit_to_staging(config, schema, run_id):
             laps.lap("select")
             estimator = result.estimator
             target.begin()
+            table = _output_table(config, target, schema)
+            if table is not None:
+                dataset.outputs = table.parts(dataset.outputs)
             logger.info("writing %d partition(s) into %s", len(dataset.files), target.staging,
                         extra={"progress": {"phase": "write", "total": len(dataset.files)}})
             partitions = assign.write_assignments(
                 dataset, _prepared(estimator, model_cfg.dtype), estimator.n_components,
-                config.output.columns, target.location)
+                config.output.columns, table.root if table else target.location)
             preprocessing = ({"mean": dataset.scaler_mean, "scale": dataset.scaler_scale}
                              if dataset.scaler_mean is not None else None)
             model_id = store.save_model(estimator, target.location.join("model").url,
@@ -290,18 +335,24 @@ def fit_to_staging(config, schema, run_id):
                                 means=estimator.means_, covariances=estimator.covariances_,
                                 covariance_type=estimator.covariance_type)
         target.upload(folder, "report")
-        entries = ledger.entries_for(schema.inputs, schema.rows, schema.outputs, model_id,
+        entries = ledger.entries_for(schema.inputs, schema.rows, dataset.outputs, model_id,
                                      run_id)
         target.write_text(ledger.NAME, ledger.dumps(entries))
-        target.write_text("config.yaml", dump_config(config))
+        target.write_text("config.yaml", dump_config(_read_as(config, schema)))
+        if table is not None:  # last: on an object store this commit is visible at once
+            committed = table.commit(partitions, schema.inputs, dataset.outputs,
+                                     schema.partition_keys, schema.partition_types, model_id,
+                                     full=True)
         laps.lap("report")
         summary["timings"] = laps.rounded()
     except BaseException:
         target.discard()
+        if table is not None:
+            table.discard()
         raise
     summary["files"] = {"selected": len(schema.inputs), "listed": schema.n_listed}
     summary["manifest"] = _manifest(config, run_id, model_id, partitions, schema.inputs,
-                                    entries)
+                                    entries, **_table_records(config, schema, committed))
     summary["output"] = config.output.path
     return summary
 
@@ -331,21 +382,31 @@ class ScoreInput:
     schema: object  # source.Schema of plan.to_score
     plan: object  # ledger.Plan
     n_selected: int
+    replaced: list = None  # ledger entries whose output this run replaces or removes
 
 
 def inspect_for_score(config):
     """Plan the score run from the listing and the ledger; read the footers of the files
     to score only (with the saved model's features unless the config names them)."""
     _, _, meta = _model_of(require_score(config))
-    selected, _, _ = source.discover(config.source)
+    listed = source.listing(config.source)  # once: a Delta table may move meanwhile
     entries = []
     if config.output.mode_for("score") == "incremental":
         published = Target(config.output, "plan").published()
         entries = ledger.read(published) if published is not None else []
-    plan = ledger.plan(selected, entries, meta["model_id"])
+        was_delta = "delta" in (read_manifest(config.output.path,
+                                              config.output.storage_options) or {})
+        if was_delta != (config.output.format == "delta"):
+            entries = []  # the output changed format: rewrite it whole
+        elif config.output.format == "delta":
+            entries = delta.check_ledger(config.output, entries)
+    plan = ledger.plan(listed.selected, entries, meta["model_id"])
     features = config.source.features or meta["features"]
-    schema = source.inspect(config.source, features, inputs=plan.to_score)
-    return ScoreInput(schema=schema, plan=plan, n_selected=len(selected))
+    schema = source.inspect(config.source, features, inputs=plan.to_score, listed=listed)
+    by_input = {e["input"]: e for e in entries}
+    replaced = [by_input[f.url] for f in plan.to_score if f.url in by_input] + plan.removed
+    return ScoreInput(schema=schema, plan=plan, n_selected=len(listed.selected),
+                      replaced=replaced)
 
 
 def score_to_staging(config, score_input, run_id):
@@ -368,9 +429,11 @@ def score_to_staging(config, score_input, run_id):
         raise DataError(
             f"source.features: the data's features {schema.features} differ from the model's "
             f"{meta['features']}; score with the same feature columns, in the same order")
-    partitions = []
+    partitions, table, committed = [], None, None
     try:
         target.begin()
+        table = _output_table(config, target, schema)
+        outputs = table.parts(schema.outputs) if table is not None else schema.outputs
         if plan.to_score:
             with connect(config.cluster):
                 # no scan pass: each file is read once, checked as it is scored; the
@@ -379,22 +442,31 @@ def score_to_staging(config, score_input, run_id):
                 if meta["preprocessing"]:
                     dataset.scaler_mean = meta["preprocessing"]["mean"]
                     dataset.scaler_scale = meta["preprocessing"]["scale"]
+                dataset.outputs = outputs
                 partitions = assign.write_assignments(
                     dataset, _prepared(estimator, estimator.dtype or "float64"),
-                    estimator.n_components, config.output.columns, target.location)
-        if plan.kept:
+                    estimator.n_components, config.output.columns,
+                    table.root if table is not None else target.location)
+        if plan.kept and table is None:  # a Delta table keeps its files in place
             target.carry([e["output"] for e in plan.kept], target.published())
-        entries = plan.kept + ledger.entries_for(schema.inputs, schema.rows, schema.outputs,
+        entries = plan.kept + ledger.entries_for(schema.inputs, schema.rows, outputs,
                                                  meta["model_id"], run_id)
         target.write_text(ledger.NAME, ledger.dumps(entries))
-        target.write_text("config.yaml", dump_config(config))
+        target.write_text("config.yaml", dump_config(_read_as(config, schema)))
+        if table is not None:  # last: on an object store this commit is visible at once
+            committed = table.commit(partitions, schema.inputs, outputs, schema.partition_keys,
+                                     schema.partition_types, meta["model_id"],
+                                     replaced=score_input.replaced or [], full=not plan.kept)
     except BaseException:
         target.discard()
+        if table is not None:
+            table.discard()
         raise
     logger.info("scored %d file(s), %d unchanged, %d removed", counts["scored"],
                 counts["unchanged"], counts["removed"])
     manifest = _manifest(config, run_id, meta["model_id"], partitions, schema.inputs, entries,
-                         model_path=model_path, files=counts)
+                         model_path=model_path, files=counts,
+                         **_table_records(config, schema, committed))
     return {**summary, "rows_in": manifest["rows_in"], "rows_out": manifest["rows_out"],
             "seconds": round(time.perf_counter() - started, 3), "manifest": manifest}
 

@@ -1,8 +1,11 @@
 """The input table: Parquet partitions in, as a dask array with one chunk per file.
 
-The only module that opens input Parquet files. A run inspects the input once
-(:func:`inspect`: file list, feature columns, row counts from the footers) and hands the
-resulting :class:`Schema` on to :func:`load` and to the assignment writer.
+The only module that opens input Parquet files. A Delta table (``source.format: delta``)
+is read the same way: its log (:mod:`pipeline.delta`) gives the data files of one
+version, with their partition values, and from there on they are Parquet files like any.
+A run inspects the input once (:func:`inspect`: file list, feature columns, row counts
+from the footers) and hands the resulting :class:`Schema` on to :func:`load` and to the
+assignment writer.
 
 Reading never goes through a dask DataFrame: each file becomes exactly one chunk of the
 feature array, whose row count comes from the Parquet footer (or from the scan pass
@@ -67,6 +70,8 @@ class Schema:
     rows: list  # per file, from the footers
     partition_keys: list = field(default_factory=list)
     n_listed: int = 0  # files in the table before source.filter
+    version: int | None = None  # the Delta table's version read
+    partition_types: dict | None = None  # Delta: key -> Arrow type; None: folder text
 
     @property
     def files(self):
@@ -144,35 +149,59 @@ def inspect_schema(source, files, features=None, partition_keys=()):
     return features, rows
 
 
-def discover(source):
-    """The table's files, their partitions, and the ones ``source.filter`` selects, from
-    the listing alone.
+@dataclass
+class Listing:
+    """The input's files as listed once per run: those ``source.filter`` selects, the
+    partition keys, and for a Delta table the version read and its partition types."""
 
-    Returns
-    -------
-    selected : list of partitions.InputFile
-    keys : list of str
-        The partition keys, in folder order.
-    n_listed : int
-    """
-    listed = partitions.list_files(source.path, source.storage_options)
-    keys = partitions.with_partitions(listed, source.partitioning)
+    selected: list  # of partitions.InputFile
+    keys: list
+    n_listed: int
+    version: int | None = None
+    partition_types: dict | None = None
+
+
+def listing(source):
+    """List the table's files and their partitions and apply ``source.filter``, from the
+    listing (or the Delta log) alone: no data file is opened."""
+    version = partition_types = None
+    if source.format == "delta":
+        from pipeline import delta
+
+        listed, keys, version, partition_types = delta.list_table(source)
+    else:
+        _refuse_delta_as_parquet(source)
+        listed = partitions.list_files(source.path, source.storage_options)
+        keys = partitions.with_partitions(listed, source.partitioning)
     selected = partitions.select(listed, keys, source.filter)
     if not selected:
         raise DataError(f"source.filter: selects none of the {len(listed)} file(s) under "
                         f"{source.path!r}; check the filter's values")
-    return selected, keys, len(listed)
+    return Listing(selected=selected, keys=keys, n_listed=len(listed), version=version,
+                   partition_types=partition_types)
 
 
-def inspect(source, features=None, inputs=None):
+def _refuse_delta_as_parquet(source):
+    """A Delta table's folder read as plain Parquet would bring back the files its log
+    has removed (overwritten, deleted rows): refuse it."""
+    fs, root = filesystem(source.path, source.storage_options)
+    if not any(ch in root for ch in "*?[") and fs.exists(f"{root.rstrip('/')}/_delta_log"):
+        raise DataError(f"source.path: {source.path!r} is a Delta table; set source.format: "
+                        "delta (read as plain Parquet files it would include rows its log "
+                        "has removed)")
+
+
+def inspect(source, features=None, inputs=None, listed=None):
     """Discover the input and read the footers of its files (no data): the run's
     :class:`Schema`. ``inputs`` restricts the footers read to those files (of
-    :func:`discover`), as incremental scoring does."""
-    selected, keys, n_listed = discover(source)
-    inputs = selected if inputs is None else inputs
-    features, rows = inspect_schema(source, [f.url for f in inputs], features, keys)
-    return Schema(inputs=list(inputs), features=features, rows=rows, partition_keys=keys,
-                  n_listed=n_listed)
+    ``listed``, the run's :class:`Listing`, made here when not given), as incremental
+    scoring does."""
+    listed = listed or listing(source)
+    inputs = listed.selected if inputs is None else inputs
+    features, rows = inspect_schema(source, [f.url for f in inputs], features, listed.keys)
+    return Schema(inputs=list(inputs), features=features, rows=rows,
+                  partition_keys=listed.keys, n_listed=listed.n_listed,
+                  version=listed.version, partition_types=listed.partition_types)
 
 
 def fingerprint(inputs):

@@ -338,6 +338,8 @@ def test_config_hash_is_the_same_in_another_process():
     ("source", "nan_policy", "drop"),
     ("source", "standardize", True),
     ("output", "path", "/lake/out2"),
+    ("output", "format", "delta"),
+    ("source", "format", "delta"),
 ])
 def test_config_hash_changes_with_a_value(section, key, value):
     changed = copy.deepcopy(HASH_CONFIG)
@@ -359,6 +361,62 @@ def test_config_hash_ignores_what_does_not_change_results(section, key, value):
     else:
         changed.setdefault(section, {})[key] = value
     assert parse_config(changed).config_hash() == parse_config(HASH_CONFIG).config_hash()
+
+
+def test_config_hash_of_delta_settings_and_lineage():
+    base = parse_config(HASH_CONFIG).config_hash()
+    # the defaults written out keep the hash of configs that predate them
+    explicit = copy.deepcopy(HASH_CONFIG)
+    explicit["source"]["format"] = explicit["output"]["format"] = "parquet"
+    assert parse_config(explicit).config_hash() == base
+    # where the run's events go changes no result
+    traced = dict(HASH_CONFIG, lineage={"transport": "file", "path": "/lake/lineage.jsonl"})
+    assert parse_config(traced).config_hash() == base
+    # a Delta version read is part of what the results depend on
+    delta = copy.deepcopy(HASH_CONFIG)
+    delta["source"]["format"] = "delta"
+    versions = {parse_config(dict(delta, source={**delta["source"], "version": v}))
+                .config_hash() for v in (None, 0, 1)}
+    assert len(versions) == 3 and base not in versions
+
+
+@pytest.mark.parametrize("section, values, words", [
+    ("source", {"version": 3}, "source.version: only a Delta table has versions"),
+    ("source", {"format": "delta", "partitioning": "none"},
+     "source.partitioning: a Delta table's partitions come from its log"),
+    ("source", {"format": "delta", "version": -1}, "source.version: Input should be greater"),
+    ("source", {"format": "orc"}, "source.format: Input should be 'parquet' or 'delta'"),
+    ("output", {"format": "csv"}, "output.format: Input should be 'parquet' or 'delta'"),
+    ("lineage", {"transport": "file"}, "lineage.path: the file transport needs the path"),
+    ("lineage", {"transport": "http"}, "lineage.url: the http transport needs an http(s)://"),
+    ("lineage", {"transport": "http", "url": "marquez:5000"}, "lineage.url: the http"),
+    ("lineage", {"transport": "http", "url": "https://user:pw@marquez"},
+     "lineage.url: credentials must not be written in the config"),
+    ("lineage", {"transport": "file", "path": "/x", "url": "http://m"},
+     "lineage.url: only for transport: http"),
+    ("lineage", {"transport": "kafka"}, "lineage.transport: Input should be 'file' or 'http'"),
+    ("lineage", {"transport": "file", "path": "/x", "namespace": "n"},
+     "lineage.namespace: unknown key"),
+])
+def test_delta_and_lineage_settings_are_checked(section, values, words):
+    raw = copy.deepcopy(MINIMAL)
+    raw[section] = {**raw.get(section, {}), **values}
+    assert words in config_error(raw)
+
+
+def test_delta_and_lineage_settings_are_accepted(tmp_path):
+    path = write_yaml(tmp_path, yaml.safe_dump({
+        "source": {"path": "s3://lake/events", "format": "delta", "version": 12},
+        "output": {"path": "out", "format": "delta"},
+        "lineage": {"transport": "file", "path": "lineage/events.jsonl"}}))
+    config = load_config(path)
+    assert (config.source.format, config.source.version, config.output.format) == (
+        "delta", 12, "delta")
+    assert config.lineage.path == str(tmp_path / "lineage" / "events.jsonl")
+    http = parse_config(dict(MINIMAL, lineage={"transport": "http",
+                                               "url": "http://marquez:5000"}))
+    assert (http.lineage.url, http.lineage.endpoint) == ("http://marquez:5000",
+                                                         "api/v1/lineage")
 
 
 def test_config_hash_normalises_the_grid():
