@@ -2,16 +2,24 @@
 
 The constructor parameters are checked in ``fit`` from one table of allowed values, and
 the error says what sklearn's ``InvalidParameterError`` says, so that a user moving from
-``sklearn.mixture.GaussianMixture`` reads the same message.
+``sklearn.mixture.GaussianMixture`` reads the same message. The input ``X`` is checked
+as sklearn's ``validate_data`` checks it (numpy) or with the same messages without
+computing anything (dask; its values are checked in the fit's first pass).
 """
 
+import logging
+import math
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils import check_array
+from sklearn.utils.validation import validate_data
 
+from pipeline.mixture._chunks import is_dask_collection
 from pipeline.mixture._covariance import COVARIANCE_TYPES, COVARIANCES
 from pipeline.mixture._init import INIT_METHODS
+
+logger = logging.getLogger("pipeline.mixture")
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -152,3 +160,90 @@ def check_precisions(precisions, covariance_type, n_components, n_features):
     elif np.any(precisions <= 0.0):
         raise ValueError("'%s precision' should be positive" % covariance_type)
     return precisions
+
+
+# ---------------------------------------------------------------------- X
+
+
+def nan_message(estimator_name):
+    """sklearn's error for NaN in X, naming the estimator."""
+    return (
+        f"Input X contains NaN.\n{estimator_name} does not accept missing values encoded as "
+        "NaN natively. For supervised learning, you might want to consider "
+        "sklearn.ensemble.HistGradientBoostingClassifier and Regressor which accept missing "
+        "values encoded as NaNs natively. Alternatively, it is possible to preprocess the "
+        "data, for instance by using an imputer transformer in a pipeline or drop samples "
+        "with missing values. See https://scikit-learn.org/stable/modules/impute.html You "
+        "can find a list of all estimators that handle NaN values at the following page: "
+        "https://scikit-learn.org/stable/modules/impute.html#estimators-that-handle-nan-values"
+    )
+
+
+NAN_MESSAGE = nan_message("GaussianMixture")
+
+
+def check_finite(n_nan, n_inf, dtype, estimator_name="GaussianMixture"):
+    """Raise sklearn's error for NaN or infinite values of X (NaN takes precedence)."""
+    if n_nan:
+        raise ValueError(nan_message(estimator_name))
+    if n_inf:
+        raise ValueError(f"Input X contains infinity or a value too large for {dtype!r}.")
+
+
+def is_dask_dataframe(X):
+    return is_dask_collection(X) and hasattr(X, "columns")
+
+
+def compute_dtype(requested, input_dtype):
+    """The E-step's dtype: ``requested``, or as sklearn float32 for float32 input and
+    float64 for anything else."""
+    if requested is not None:
+        return np.dtype(requested)
+    return np.dtype(np.float32) if input_dtype == np.float32 else np.dtype(np.float64)
+
+
+def validate_dask(estimator, X, reset):
+    """Shape, dtype and feature checks for dask input (values are checked in a pass)."""
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array, got {X.ndim}D array instead. Reshape your data either "
+            "using array.reshape(-1, 1) if your data has a single feature or "
+            "array.reshape(1, -1) if it contains a single sample.")
+    # sklearn's own checks of feature names and n_features, so that every mismatch
+    # (and the fitted-with/without-names warnings) reads as sklearn's; a dask
+    # DataFrame is checked through its empty pandas meta, so nothing is computed.
+    if is_dask_dataframe(X):
+        validate_data(estimator, X._meta, reset=reset, skip_check_array=True)
+        X = X.to_dask_array(lengths=True)
+    else:
+        validate_data(estimator, X, reset=reset, skip_check_array=True)
+    if any(math.isnan(c) for c in X.chunks[0]):
+        logger.info("dask input has unknown chunk sizes: computing them (one pass)")
+        X = X.compute_chunk_sizes()
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise ValueError(f"dtype='numeric' is not compatible with arrays of dtype {X.dtype}. "
+                         "Cast the features to float before fitting.")
+    n_samples, n_features = X.shape
+    if reset:
+        name = type(estimator).__name__
+        if n_samples < 2:
+            raise ValueError(
+                f"Found array with {n_samples} sample(s) (shape={X.shape}) while a minimum "
+                f"of 2 is required by {name}.")
+        if n_features < 1:
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 "
+                f"is required by {name}.")
+    dtype = compute_dtype(getattr(estimator, "dtype", None), X.dtype)
+    return X.astype(dtype) if X.dtype != dtype else X
+
+
+def validate_X(estimator, X, reset):
+    """X as the fit's compute dtype: a numpy array checked by sklearn's ``validate_data``,
+    or a dask array (a dask DataFrame becomes one) checked by :func:`validate_dask`."""
+    if is_dask_collection(X):
+        return validate_dask(estimator, X, reset)
+    kwargs = {"ensure_min_samples": 2} if reset else {}
+    X = validate_data(estimator, X, dtype=[np.float64, np.float32], reset=reset, **kwargs)
+    dtype = compute_dtype(getattr(estimator, "dtype", None), X.dtype)
+    return X.astype(dtype) if X.dtype != dtype else X

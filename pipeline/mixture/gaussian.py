@@ -9,45 +9,26 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from pipeline.mixture import _covariance, _kernels
 from pipeline.mixture._chunks import ChunkedData, is_dask_collection
 from pipeline.mixture._em import PARAMETERS, EMState
 from pipeline.mixture._fit import Start, fit_states
 from pipeline.mixture._init import InitJob
-from pipeline.mixture._validation import (
+from pipeline.mixture._validation import (  # noqa: F401  (NAN_MESSAGE: importable here)
+    NAN_MESSAGE,
     check_means,
     check_precisions,
     check_weights,
+    validate_dask,
     validate_params,
+    validate_X,
 )
+from pipeline.mixture._validation import check_finite as _check_finite
+from pipeline.mixture._validation import is_dask_dataframe as _is_dask_dataframe
 
 logger = logging.getLogger("pipeline.mixture")
-
-NAN_MESSAGE = (
-    "Input X contains NaN.\nGaussianMixture does not accept missing values encoded as NaN "
-    "natively. For supervised learning, you might want to consider "
-    "sklearn.ensemble.HistGradientBoostingClassifier and Regressor which accept missing "
-    "values encoded as NaNs natively. Alternatively, it is possible to preprocess the data, "
-    "for instance by using an imputer transformer in a pipeline or drop samples with missing "
-    "values. See https://scikit-learn.org/stable/modules/impute.html You can find a list of "
-    "all estimators that handle NaN values at the following page: "
-    "https://scikit-learn.org/stable/modules/impute.html#estimators-that-handle-nan-values"
-)
-
-
-def _is_dask_dataframe(X):
-    return is_dask_collection(X) and hasattr(X, "columns")
-
-
-def _check_finite(n_nan, n_inf, dtype):
-    """Raise sklearn's error for NaN or infinite values (NaN takes precedence, as there)."""
-    if n_nan:
-        raise ValueError(NAN_MESSAGE)
-    if n_inf:
-        raise ValueError(f"Input X contains infinity or a value too large for {dtype!r}.")
-
 
 def _finite_block(X, model, kernel):
     """``kernel`` on one block of dask input, after the finiteness check sklearn makes.
@@ -163,52 +144,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------- input
 
-    def _compute_dtype(self, input_dtype):
-        if self.dtype is not None:
-            return np.dtype(self.dtype)
-        return np.dtype(np.float32) if input_dtype == np.float32 else np.dtype(np.float64)
-
     def _validate_dask(self, X, reset):
-        """Shape, dtype and feature checks for dask input (values are checked in a pass)."""
-        if X.ndim != 2:
-            raise ValueError(
-                f"Expected 2D array, got {X.ndim}D array instead. Reshape your data either "
-                "using array.reshape(-1, 1) if your data has a single feature or "
-                "array.reshape(1, -1) if it contains a single sample.")
-        # sklearn's own checks of feature names and n_features, so that every mismatch
-        # (and the fitted-with/without-names warnings) reads as sklearn's; a dask
-        # DataFrame is checked through its empty pandas meta, so nothing is computed.
-        if _is_dask_dataframe(X):
-            validate_data(self, X._meta, reset=reset, skip_check_array=True)
-            X = X.to_dask_array(lengths=True)
-        else:
-            validate_data(self, X, reset=reset, skip_check_array=True)
-        if any(math.isnan(c) for c in X.chunks[0]):
-            logger.info("dask input has unknown chunk sizes: computing them (one pass)")
-            X = X.compute_chunk_sizes()
-        if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-            raise ValueError(f"dtype='numeric' is not compatible with arrays of dtype {X.dtype}. "
-                             "Cast the features to float before fitting.")
-        n_samples, n_features = X.shape
-        if reset:
-            if n_samples < 2:
-                raise ValueError(
-                    f"Found array with {n_samples} sample(s) (shape={X.shape}) while a minimum "
-                    "of 2 is required by GaussianMixture.")
-            if n_features < 1:
-                raise ValueError(
-                    f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 "
-                    "is required by GaussianMixture.")
-        dtype = self._compute_dtype(X.dtype)
-        return X.astype(dtype) if X.dtype != dtype else X
+        return validate_dask(self, X, reset)
 
     def _validate_X(self, X, reset):
-        if is_dask_collection(X):
-            return self._validate_dask(X, reset)
-        kwargs = {"ensure_min_samples": 2} if reset else {}
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset, **kwargs)
-        dtype = self._compute_dtype(X.dtype)
-        return X.astype(dtype) if X.dtype != dtype else X
+        return validate_X(self, X, reset)
 
     def _check_init_arrays(self, n_features):
         weights = means = precisions = None
