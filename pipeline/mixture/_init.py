@@ -279,6 +279,15 @@ def _parameters_from_stats(job, stats, shift, n_samples, eps):
     return nk / n_samples, means, covariances
 
 
+def parameters_from_resp(X, resp, job, eps):
+    """The initial parameters of ``job`` from responsibilities ``resp`` (n_samples, K) on
+    a numpy ``X``, as scikit-learn's ``_initialize`` (given pieces replace estimates)."""
+    shift = np.repeat(np.mean(X, axis=0, dtype=np.float64)[None], np.shape(resp)[1], axis=0)
+    stats = _kernels.resp_chunk(X, resp, shift, job.covariance_type)
+    estimated = _parameters_from_stats(job, stats, shift, len(X), eps)
+    return with_given_pieces(job, estimated, eps > np.finfo(np.float64).eps)
+
+
 def initialize(data, jobs, describe, eps):
     """Initial parameters for every job, with as few passes as the methods allow.
 
@@ -336,21 +345,30 @@ def initialize(data, jobs, describe, eps):
             stats = _kernels.resp_chunk(r, np.eye(k), r, jobs[j].covariance_type)
             estimated[j] = _parameters_from_stats(jobs[j], stats, r, data.n_samples, eps)
 
-    params = []
-    for job, est in zip(jobs, estimated):
-        weights, means, covariances = est if est is not None else (None, None, None)
-        if job.weights_init is not None:
-            weights = np.asarray(job.weights_init, np.float64)
-        if job.means_init is not None:
-            means = np.asarray(job.means_init, np.float64)
-        if job.precisions_init is None:
-            precisions_cholesky = _covariance.precision_cholesky(covariances,
-                                                                 job.covariance_type, float32)
-        else:
-            precisions_cholesky = _covariance.precision_cholesky_from_precisions(
-                job.precisions_init, job.covariance_type)
-            covariances = _covariance.covariances_from_cholesky(precisions_cholesky,
-                                                                job.covariance_type)
-        params.append({"weights": weights, "means": means, "covariances": covariances,
-                       "precisions_cholesky": precisions_cholesky})
-    return params
+    return [with_given_pieces(job, est, float32) for job, est in zip(jobs, estimated)]
+
+
+def with_given_pieces(job, estimated, float32):
+    """The initial parameters of ``job``: the ``estimated`` (weights, means, covariances)
+    or None, with the user-given pieces in their place (scikit-learn's ``_initialize``).
+
+    Returns
+    -------
+    params : dict
+        ``weights``, ``means``, ``covariances``, ``precisions_cholesky`` (float64).
+    """
+    weights, means, covariances = estimated if estimated is not None else (None, None, None)
+    if job.weights_init is not None:
+        weights = np.asarray(job.weights_init, np.float64)
+    if job.means_init is not None:
+        means = np.asarray(job.means_init, np.float64)
+    if job.precisions_init is None:
+        precisions_cholesky = _covariance.precision_cholesky(covariances,
+                                                             job.covariance_type, float32)
+    else:
+        precisions_cholesky = _covariance.precision_cholesky_from_precisions(
+            job.precisions_init, job.covariance_type)
+        covariances = _covariance.covariances_from_cholesky(precisions_cholesky,
+                                                            job.covariance_type)
+    return {"weights": weights, "means": means, "covariances": covariances,
+            "precisions_cholesky": precisions_cholesky}

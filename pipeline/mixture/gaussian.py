@@ -15,7 +15,7 @@ from pipeline.mixture import _covariance, _kernels
 from pipeline.mixture._chunks import ChunkedData, is_dask_collection
 from pipeline.mixture._em import PARAMETERS, EMState
 from pipeline.mixture._fit import Start, fit_states
-from pipeline.mixture._init import InitJob
+from pipeline.mixture._init import InitJob, parameters_from_resp
 from pipeline.mixture._validation import (  # noqa: F401  (NAN_MESSAGE: importable here)
     NAN_MESSAGE,
     check_means,
@@ -212,7 +212,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,  # the user's fit / fit_predict call
             )
-        self._set_fitted(best.parameters(), **history)
+        self._set_fitted(best.parameters(), dtype=dtype, **history)
         self.n_passes_ = data.n_passes
         return X
 
@@ -243,12 +243,34 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X = self._fit(X)
         return self._apply(X, _kernels.predict_chunk, "labels", validated=True)
 
-    def _set_fitted(self, params, *, converged, n_iter, lower_bound, lower_bounds):
-        """Set the fitted parameters and history: the one place they are set."""
-        for name, value in zip(PARAMETERS, params, strict=True):
-            setattr(self, f"{name}_", np.asarray(value, np.float64))
-        self.precisions_ = _covariance.precisions_from_cholesky(self.precisions_cholesky_,
-                                                                self.covariance_type)
+    def _set_parameters(self, params, dtype=None):
+        """Set ``(weights, means, covariances, precisions_cholesky)`` and ``precisions_``
+        (scikit-learn's hook of the same name).
+
+        Computed in float64; the attributes are in ``dtype`` (None: that of the given
+        precisions_cholesky). A fit passes its compute dtype: float32 input keeps float32
+        attributes, as in sklearn since 1.6.
+        """
+        dtype = np.asarray(params[-1]).dtype if dtype is None else dtype
+        params = [np.asarray(value, np.float64) for value in params]
+        precisions = _covariance.precisions_from_cholesky(params[-1], self.covariance_type)
+        for name, value in zip((*PARAMETERS, "precisions"), (*params, precisions), strict=True):
+            setattr(self, f"{name}_", value.astype(dtype, copy=False))
+
+    def _initialize(self, X, resp):
+        """Initial parameters from responsibilities ``resp`` of shape (n_samples, K) on a
+        numpy ``X`` (scikit-learn's hook of the same name: a given ``weights_init``,
+        ``means_init`` or ``precisions_init`` replaces the estimate, unchecked)."""
+        X = np.asarray(X)
+        job = InitJob(np.shape(resp)[1], self.covariance_type, self.init_params, 0,
+                      self.reg_covar, self.weights_init, self.means_init, self.precisions_init)
+        params = parameters_from_resp(X, resp, job, float(np.finfo(X.dtype).eps))
+        self._set_parameters([params[name] for name in PARAMETERS], dtype=X.dtype)
+
+    def _set_fitted(self, params, *, converged, n_iter, lower_bound, lower_bounds,
+                    dtype=np.float64):
+        """Set the fitted parameters (in ``dtype``) and history: the one place they are set."""
+        self._set_parameters(params, dtype)
         self.converged_ = bool(converged)
         self.n_iter_ = int(n_iter)
         self.lower_bound_ = float(lower_bound)
