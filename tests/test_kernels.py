@@ -251,6 +251,34 @@ def test_n_parameters_matches_sklearn(covariance_type):
     assert _covariance.n_parameters(covariance_type, 4, 5) == reference._n_parameters()
 
 
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("at_origin", [False, True])
+def test_a_component_collapsed_onto_one_row_gets_sklearns_variance(covariance_type, at_origin):
+    """reg_covar=0 and a component on one row: sklearn's E[x^2] - m^2 with nk + 10 eps
+    leaves ~10 eps |m|^2 (it fits on), or exactly 0 at the origin (it fails); the
+    statistics about the mean alone would give round-off about 0 either way."""
+    X = _data(n=40) + (0.0 if at_origin else 0.7)
+    X[0] = 0.0 if at_origin else X[0]
+    resp = np.zeros((len(X), 2))
+    resp[0, 0] = 1.0
+    resp[1:, 1] = 1.0
+    shift = np.repeat(X.mean(axis=0)[None], 2, axis=0)
+    stats = _kernels.resp_chunk(X, resp, shift, covariance_type)
+    eps = np.finfo(np.float64).eps
+    _, _, ours = _covariance.m_step(stats, shift, covariance_type, 0.0, eps)
+    _, _, reference = skgm._estimate_gaussian_parameters(X, resp, 0.0, covariance_type)
+    if at_origin:
+        assert np.all(ours[0] == 0) and np.all(reference[0] == 0)
+        with pytest.raises(ValueError, match="increase reg_covar"):
+            _covariance.precision_cholesky(ours, covariance_type)
+    else:
+        # sklearn's own value carries its round-off (~eps |x|^2): agreement to ~10%
+        assert np.all(ours[0] > 0) and np.all(reference[0] > 0)
+        assert_allclose(ours[0], reference[0], rtol=0.3)
+        assert_allclose(ours[1], reference[1], rtol=1e-12)
+        _covariance.precision_cholesky(ours, covariance_type)
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("float32", [False, True])
 def test_singular_covariance_error_names_reg_covar(covariance_type, float32):
