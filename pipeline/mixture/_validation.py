@@ -247,3 +247,84 @@ def validate_X(estimator, X, reset):
     X = validate_data(estimator, X, dtype=[np.float64, np.float32], reset=reset, **kwargs)
     dtype = compute_dtype(getattr(estimator, "dtype", None), X.dtype)
     return X.astype(dtype) if X.dtype != dtype else X
+
+
+# ------------------------------------------------------------ sample weights
+
+
+def check_weight_values(n_nan, n_inf, n_nonzero, n_negative):
+    """Raise sklearn's ``_check_sample_weight`` error for bad weight values, in its order."""
+    if n_nan:
+        raise ValueError("Input sample_weight contains NaN.")
+    if n_inf:
+        raise ValueError("Input sample_weight contains infinity or a value too large for "
+                         "dtype('float64').")
+    if not n_nonzero:
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    if n_negative:
+        raise ValueError("Negative values in data passed to `sample_weight`.")
+
+
+def _check_weight_shape(sample_weight, n_samples):
+    if sample_weight.ndim != 1:
+        raise ValueError(
+            f"Sample weights must be 1D array or scalar, got {sample_weight.ndim}D array. "
+            f"Expected either a scalar value or a 1D array of length {n_samples}.")
+    if sample_weight.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight.shape == {sample_weight.shape}, expected {(n_samples,)}!")
+
+
+def check_sample_weight(sample_weight, X):
+    """Frequency weights of X's rows, in float64, with sklearn's errors; or None.
+
+    For numpy ``X`` (or any ``X`` whose rows are not chunked): a numpy array, its values
+    checked here. For dask ``X``: a dask array chunked like X's rows (a numpy array or a
+    dask array or Series of weights is rechunked to them), its shape checked here and
+    its values in the fit's first pass (:func:`check_weight_values`).
+    """
+    if sample_weight is None:
+        return None
+    n_samples = int(X.shape[0])
+    if isinstance(sample_weight, Real):
+        sample_weight = np.full(n_samples, float(sample_weight))
+    if is_dask_collection(sample_weight) and not hasattr(sample_weight, "ndim"):
+        sample_weight = sample_weight.to_dask_array(lengths=True)  # a dask Series
+    if not is_dask_collection(X):
+        if is_dask_collection(sample_weight):
+            sample_weight = sample_weight.compute()
+        weight = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
+                             ensure_all_finite=False, input_name="sample_weight")
+        _check_weight_shape(weight, n_samples)
+        check_weight_values(np.isnan(weight).sum(), np.isinf(weight).sum(),
+                            np.count_nonzero(weight), (weight < 0).sum())
+        return weight
+    if not is_dask_collection(sample_weight):
+        sample_weight = np.asarray(sample_weight)
+    if not (np.issubdtype(sample_weight.dtype, np.number) or sample_weight.dtype == bool):
+        raise ValueError(f"dtype='numeric' is not compatible with arrays of dtype "
+                         f"{sample_weight.dtype}. Cast sample_weight to float.")
+    if is_dask_collection(sample_weight) and any(math.isnan(c) for c in
+                                                 sample_weight.chunks[0]):
+        sample_weight = sample_weight.compute_chunk_sizes()
+    _check_weight_shape(sample_weight, n_samples)
+    if not is_dask_collection(sample_weight):
+        import dask.array as da
+
+        sample_weight = da.from_array(sample_weight, chunks=(X.chunks[0],))
+    return sample_weight.astype(np.float64).rechunk((X.chunks[0],))
+
+
+def check_described(describe, dtype, n_components, weighted, estimator_name="GaussianMixture"):
+    """The checks made on the fit's first (describe) pass: X's values, then, with
+    weights, theirs (dask input is checked only here) and the rows of positive weight."""
+    check_finite(describe["n_nan"], describe["n_inf"], dtype, estimator_name)
+    if not weighted:
+        return
+    check_weight_values(describe["w_nan"], describe["w_inf"],
+                        describe["n_positive"] + describe["w_negative"], describe["w_negative"])
+    if describe["n_positive"] < n_components:
+        raise ValueError(
+            "Expected n_samples >= n_components but got n_components = "
+            f"{n_components}, n_samples = {describe['n_positive']} (the rows with a "
+            "positive sample_weight)")
