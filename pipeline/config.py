@@ -73,6 +73,9 @@ class Source(_Section):
         None, description="feature columns; all numeric columns but passthrough if omitted")
     passthrough: list[str] = Field(default_factory=list,
                                    description="columns carried to the output (ids, keys)")
+    weight: str | None = Field(
+        None, description="column of sample weights (frequency weights: finite, >= 0, not "
+                          "all 0) for the fit and the criteria; never a feature")
     nan_policy: Literal["error", "drop"] = "error"
     standardize: bool = False
     partitioning: Literal["hive", "none"] | list[str] = Field(
@@ -353,7 +356,9 @@ class RunConfig(_Section):
         model = dict(dumped["model"], n_components=self.model.component_counts(),
                      covariance_type=self.model.covariance_types())
         output = {k: dumped["output"][k] for k in ("path", "columns")}
-        canonical = json.dumps({"source": dumped["source"], "model": model, "output": output,
+        # no source.weight hashes as before the key existed: earlier runs stay complete
+        source = {k: v for k, v in dumped["source"].items() if k != "weight" or v is not None}
+        canonical = json.dumps({"source": source, "model": model, "output": output,
                                 "score": dumped["score"]}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -458,6 +463,9 @@ def parse_config(raw, origin="config", base_dir=None):
     if overlap:
         raise ConfigError(f"{origin}: source.passthrough: {sorted(overlap)} also listed in "
                           "source.features")
+    if config.source.weight in (config.source.features or ()):
+        raise ConfigError(f"{origin}: source.weight: {config.source.weight!r} is also listed "
+                          "in source.features; a weight column is never a feature")
     return config
 
 

@@ -241,7 +241,7 @@ def fit_to_staging(config, schema, run_id):
                 reg_covar=model_cfg.reg_covar, max_iter=model_cfg.max_iter,
                 random_state=model_cfg.random_state, criterion=model_cfg.criterion,
                 dtype=model_cfg.dtype, persist=model_cfg.persist, checkpoint=checkpoint,
-                fingerprint=source.fingerprint(schema.inputs))
+                fingerprint=source.fingerprint(schema.inputs), sample_weight=dataset.weight)
             laps.lap("select")
             estimator = result.estimator
             target.begin()
@@ -337,7 +337,9 @@ def inspect_for_score(config):
         entries = ledger.read(published) if published is not None else []
     plan = ledger.plan(selected, entries, meta["model_id"])
     features = config.source.features or meta["features"]
-    schema = source.inspect(config.source, features, inputs=plan.to_score)
+    # scoring reads no weights: the fit's source.weight need not be in the files scored
+    schema = source.inspect(config.source.model_copy(update={"weight": None}), features,
+                            inputs=plan.to_score)
     return ScoreInput(schema=schema, plan=plan, n_selected=len(selected))
 
 
@@ -367,8 +369,9 @@ def score_to_staging(config, score_input, run_id):
         if plan.to_score:
             with connect(config.cluster):
                 # the model's own scaler, never the score config's standardize
-                dataset = source.load(config.source.model_copy(update={"standardize": False}),
-                                      dtype="float64", schema=schema)
+                dataset = source.load(config.source.model_copy(
+                    update={"standardize": False, "weight": None}), dtype="float64",
+                    schema=schema)
                 if meta["preprocessing"]:
                     dataset.scaler_mean = meta["preprocessing"]["mean"]
                     dataset.scaler_scale = meta["preprocessing"]["scale"]

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils import check_random_state
 
-from pipeline.mixture import GaussianMixture, _covariance
+from pipeline.mixture import GaussianMixture, _covariance, _kernels
 from pipeline.mixture._chunks import ChunkedData
 from pipeline.mixture._em import EMState
 from pipeline.mixture._fit import Start, fit_states, log_likelihoods
 from pipeline.mixture._init import InitJob
+from pipeline.mixture._validation import check_weight_values
 
 logger = logging.getLogger("pipeline.selection")
 
@@ -80,17 +81,23 @@ def _check_finite(describe):
     if describe["n_nan"] or describe["n_inf"]:
         raise ValueError("the feature array contains NaN or inf; clean the data or use "
                          "nan_policy: drop")
+    check_weight_values(describe["w_nan"], describe["w_inf"],
+                        describe["n_positive"] + describe["w_negative"], describe["w_negative"])
 
 
 def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans", tol=1e-3,
            reg_covar=1e-6, max_iter=100, random_state=None, criterion="bic", dtype="float64",
-           persist="auto", split_every=None, checkpoint=None, fingerprint=None):
+           persist="auto", split_every=None, checkpoint=None, fingerprint=None,
+           sample_weight=None):
     """Fit every candidate of the grid on X and pick one by the criterion.
 
     Parameters
     ----------
     X : dask array or ndarray of shape (n_samples, n_features)
         Finite values (checked: a NaN or inf raises ValueError).
+    sample_weight : dask array or ndarray of shape (n_samples,), optional
+        Frequency weights, chunked like X's rows (checked: finite, >= 0, not all 0). The
+        criteria then use the weighted log-likelihood and the rows of positive weight.
     n_components : list of int
     covariance_types : list of str
     checkpoint : pipeline.checkpoint.Checkpoint, optional
@@ -104,7 +111,8 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     started = time.perf_counter()
     dtype = np.dtype(dtype)
     X = X.astype(dtype) if X.dtype != dtype else X
-    data = ChunkedData(X, persist=persist, split_every=split_every)
+    data = ChunkedData(X, sample_weight=sample_weight, persist=persist,
+                       split_every=split_every)
     n = data.n_samples
     seed_source = random_state
     random_state = check_random_state(random_state)
@@ -135,12 +143,19 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
         errors = "; ".join(f"{c.name}: {c.error}" for c in candidates)
         raise ValueError(f"every candidate failed: {errors}")
     # The criteria use the likelihood under the final parameters: one pass for all.
+    # With weights: the weighted log-likelihood, and the rows of positive weight for n
+    # (a resumed fit skipped the describe pass that counts them).
+    n_rows, total = n, n
+    if data.weighted:
+        described = fit.describe or data.reduce(_kernels.describe_chunk,
+                                                _kernels.combine_describe)
+        n_rows, total = described["n_positive"], described["weight"]
     for candidate, log_likelihood in zip(
             fitted, log_likelihoods(data, [c.state for c in fitted], dtype)):
         p = _covariance.n_parameters(candidate.covariance_type, candidate.n_components,
                                      data.n_features)
-        candidate.log_likelihood = log_likelihood / n
-        candidate.bic = -2 * log_likelihood + p * math.log(n)
+        candidate.log_likelihood = log_likelihood / total
+        candidate.bic = -2 * log_likelihood + p * math.log(n_rows)
         candidate.aic = -2 * log_likelihood + 2 * p
     # n_init: the restart with the best lower bound per (n_components, covariance_type)
     best = min((runnable[i] for i in fit.best), key=lambda c: getattr(c, criterion))
