@@ -18,6 +18,7 @@ from pipeline.mixture._validation import (
     check_finite,
     check_sample_weight,
     check_weight_values,
+    compute_dtype,
     is_dask_dataframe,
     validate_dask,
     validate_X,
@@ -54,6 +55,9 @@ def _weighted_sums(log_prob, sample_weight):
 
 class BaseMixture(DensityMixin, BaseEstimator):
     """Base of the mixtures: everything but the fit and the E-step model."""
+
+    def _compute_dtype(self, input_dtype):
+        return compute_dtype(self.dtype, input_dtype)
 
     def _validate_dask(self, X, reset):
         return validate_dask(self, X, reset)
