@@ -78,6 +78,9 @@ class Source(_Section):
         None, description="feature columns; all numeric columns but passthrough if omitted")
     passthrough: list[str] = Field(default_factory=list,
                                    description="columns carried to the output (ids, keys)")
+    weight: str | None = Field(
+        None, description="column of sample weights (frequency weights: finite, >= 0, not "
+                          "all 0) for the fit and the criteria; never a feature")
     nan_policy: Literal["error", "drop"] = "error"
     standardize: bool = False
     partitioning: Literal["hive", "none"] | list[str] = Field(
@@ -430,8 +433,9 @@ class RunConfig(_Section):
                      covariance_type=self.model.covariance_types())
         if self.model.kind == "gaussian":  # the hash of a grid config stays as it was
             del model["kind"], model["weight_threshold"]
+        # keys at the defaults older configs did not have leave the hash as it was
         source = {k: v for k, v in dumped["source"].items()
-                  if (k, v) not in (("format", "parquet"), ("version", None))}
+                  if (k, v) not in (("format", "parquet"), ("version", None), ("weight", None))}
         output = {k: dumped["output"][k] for k in ("path", "columns")}
         if self.output.format != "parquet":
             output["format"] = self.output.format
@@ -543,6 +547,9 @@ def parse_config(raw, origin="config", base_dir=None):
     if overlap:
         raise ConfigError(f"{origin}: source.passthrough: {sorted(overlap)} also listed in "
                           "source.features")
+    if config.source.weight in (config.source.features or ()):
+        raise ConfigError(f"{origin}: source.weight: {config.source.weight!r} is also listed "
+                          "in source.features; a weight column is never a feature")
     return config
 
 

@@ -287,7 +287,7 @@ def fit_to_staging(config, schema, run_id):
                 random_state=model_cfg.random_state, criterion=model_cfg.criterion,
                 dtype=model_cfg.dtype, persist=model_cfg.persist, checkpoint=checkpoint,
                 fingerprint=source.fingerprint(schema.inputs), kind=model_cfg.kind,
-                weight_threshold=model_cfg.weight_threshold)
+                weight_threshold=model_cfg.weight_threshold, sample_weight=dataset.weight)
             laps.lap("select")
             estimator = result.estimator
             target.begin()
@@ -402,7 +402,9 @@ def inspect_for_score(config):
             entries = delta.check_ledger(config.output, entries)
     plan = ledger.plan(listed.selected, entries, meta["model_id"])
     features = config.source.features or meta["features"]
-    schema = source.inspect(config.source, features, inputs=plan.to_score, listed=listed)
+    # scoring reads no weights: the fit's source.weight need not be in the files scored
+    schema = source.inspect(config.source.model_copy(update={"weight": None}), features,
+                            inputs=plan.to_score, listed=listed)
     by_input = {e["input"]: e for e in entries}
     replaced = [by_input[f.url] for f in plan.to_score if f.url in by_input] + plan.removed
     return ScoreInput(schema=schema, plan=plan, n_selected=len(listed.selected),

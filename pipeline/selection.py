@@ -24,11 +24,12 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from pipeline.mixture import BayesianGaussianMixture, GaussianMixture, _covariance
+from pipeline.mixture import BayesianGaussianMixture, GaussianMixture, _covariance, _kernels
 from pipeline.mixture._chunks import ChunkedData
 from pipeline.mixture._em import EMState
 from pipeline.mixture._fit import Start, fit_states, log_likelihoods
 from pipeline.mixture._init import InitJob
+from pipeline.mixture._validation import check_weight_values
 from pipeline.mixture._variational import VariationalState
 
 logger = logging.getLogger("pipeline.selection")
@@ -98,12 +99,14 @@ def _check_finite(describe):
     if describe["n_nan"] or describe["n_inf"]:
         raise ValueError("the feature array contains NaN or inf; clean the data or use "
                          "nan_policy: drop")
+    check_weight_values(describe["w_nan"], describe["w_inf"],
+                        describe["n_positive"] + describe["w_negative"], describe["w_negative"])
 
 
 def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans", tol=1e-3,
            reg_covar=1e-6, max_iter=100, random_state=None, criterion="bic", dtype="float64",
            persist="auto", split_every=None, checkpoint=None, fingerprint=None,
-           kind="gaussian", weight_threshold=0.01):
+           kind="gaussian", weight_threshold=0.01, sample_weight=None):
     """Fit every candidate of the grid on X and pick one by the criterion.
 
     With ``kind='bayesian'``: one BayesianGaussianMixture of ``max(n_components)``
@@ -113,6 +116,9 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     ----------
     X : dask array or ndarray of shape (n_samples, n_features)
         Finite values (checked: a NaN or inf raises ValueError).
+    sample_weight : dask array or ndarray of shape (n_samples,), optional
+        Frequency weights, chunked like X's rows (checked: finite, >= 0, not all 0). The
+        criteria then use the weighted log-likelihood and the rows of positive weight.
     n_components : list of int
     covariance_types : list of str
     checkpoint : pipeline.checkpoint.Checkpoint, optional
@@ -124,6 +130,10 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     SelectionResult
     """
     if kind == "bayesian":
+        if sample_weight is not None:
+            raise ValueError("source.weight: sample weights are not supported with "
+                             "model.kind: bayesian yet; drop source.weight or use kind "
+                             "gaussian")
         (covariance_type,) = covariance_types
         return fit_bayesian(
             X, n_components=max(n_components), covariance_type=covariance_type,
@@ -134,7 +144,8 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     started = time.perf_counter()
     dtype = np.dtype(dtype)
     X = X.astype(dtype) if X.dtype != dtype else X
-    data = ChunkedData(X, persist=persist, split_every=split_every)
+    data = ChunkedData(X, sample_weight=sample_weight, persist=persist,
+                       split_every=split_every)
     n = data.n_samples
     seed_source = random_state
     random_state = check_random_state(random_state)
@@ -165,12 +176,19 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
         errors = "; ".join(f"{c.name}: {c.error}" for c in candidates)
         raise ValueError(f"every candidate failed: {errors}")
     # The criteria use the likelihood under the final parameters: one pass for all.
+    # With weights: the weighted log-likelihood, and the rows of positive weight for n
+    # (a resumed fit skipped the describe pass that counts them).
+    n_rows, total = n, n
+    if data.weighted:
+        described = fit.describe or data.reduce(_kernels.describe_chunk,
+                                                _kernels.combine_describe)
+        n_rows, total = described["n_positive"], described["weight"]
     for candidate, log_likelihood in zip(
             fitted, log_likelihoods(data, [c.state for c in fitted], dtype)):
         p = _covariance.n_parameters(candidate.covariance_type, candidate.n_components,
                                      data.n_features)
-        candidate.log_likelihood = log_likelihood / n
-        candidate.bic = -2 * log_likelihood + p * math.log(n)
+        candidate.log_likelihood = log_likelihood / total
+        candidate.bic = -2 * log_likelihood + p * math.log(n_rows)
         candidate.aic = -2 * log_likelihood + 2 * p
     # n_init: the restart with the best lower bound per (n_components, covariance_type)
     best = min((runnable[i] for i in fit.best), key=lambda c: getattr(c, criterion))

@@ -128,7 +128,7 @@ def inspect_schema(source, files, features=None, partition_keys=()):
         names = set(schema.names)
         if features is None:
             features = [f.name for f in schema if _is_numeric(f.type)
-                        and f.name not in source.passthrough]
+                        and f.name not in source.passthrough and f.name != source.weight]
             if not features:
                 raise DataError(f"{path}: no numeric columns to use as features; "
                                 "list them in source.features")
@@ -136,6 +136,12 @@ def inspect_schema(source, files, features=None, partition_keys=()):
             if column not in names:
                 raise DataError(f"source.passthrough: column {column!r} is missing from "
                                 f"{path}; every partition must have it")
+        if source.weight and source.weight not in names:
+            raise DataError(f"source.weight: column {source.weight!r} is missing from "
+                            f"{path}; every partition must have it")
+        if source.weight and not _is_numeric(schema.field(source.weight).type):
+            raise DataError(f"source.weight: column {source.weight!r} in {path} is "
+                            f"{schema.field(source.weight).type}, not numeric; cast it")
         for column in features:
             if column not in names:
                 raise DataError(f"source.features: column {column!r} is missing from "
@@ -260,6 +266,7 @@ class Dataset:
     scaler_mean: np.ndarray | None = None
     scaler_scale: np.ndarray | None = None
     X: object = field(default=None, repr=False)
+    weight: object = field(default=None, repr=False)  # source.weight, chunked as X
     outputs: list = field(default_factory=list)  # assignment file of each input file
 
     @property
@@ -271,10 +278,17 @@ class Dataset:
         return int(sum(self.rows) - sum(self.valid_rows))
 
 
-def _scan_file(path, features, storage_options, distinct_limit):
-    X = read_features(path, features, storage_options)
+def _scan_file(path, features, storage_options, distinct_limit, weight=None):
+    X = read_features(path, features + ([weight] if weight else []), storage_options)
+    X, w = (X[:, :-1], X[:, -1]) if weight else (X, None)
     valid = np.isfinite(X).all(axis=1)
     Xv = X[valid]
+    weights, candidates = {}, Xv
+    if weight:
+        wv = w[valid]  # the rows the fit keeps (nan_policy drop removes the others)
+        weights = {"w_nan": int(np.isnan(wv).sum()), "w_inf": int(np.isinf(wv).sum()),
+                   "w_negative": int((wv < 0).sum()), "w_positive": int((wv > 0).sum())}
+        candidates = Xv[wv > 0]  # a row of weight 0 can start no component
     mean = Xv.mean(axis=0) if len(Xv) else np.zeros(X.shape[1])
     m2 = ((Xv - mean) ** 2).sum(axis=0) if len(Xv) else np.zeros(X.shape[1])
     return {
@@ -289,7 +303,9 @@ def _scan_file(path, features, storage_options, distinct_limit):
         "m2": m2,
         # up to distinct_limit distinct rows: enough to tell "fewer distinct rows than
         # components" without a global distinct count
-        "distinct": np.unique(Xv, axis=0)[:distinct_limit] if distinct_limit else Xv[:0],
+        "distinct": (np.unique(candidates, axis=0)[:distinct_limit] if distinct_limit
+                     else Xv[:0]),
+        **weights,
     }
 
 
@@ -319,13 +335,15 @@ def for_scoring(source, schema):
                    valid_rows=list(schema.rows))
 
 
-def _read_block(paths, features, storage_options, drop, mean, scale, dtype):
+def _read_block(paths, features, storage_options, drop, mean, scale, dtype, weight=None):
+    """The features of one file (with ``weight``: and that column last, in float64)."""
     (path,) = paths  # a block of the one-chunk-per-file array of paths
-    X = read_features(path, features, storage_options)
+    X = read_features(path, features + ([weight] if weight else []), storage_options)
+    n_features = len(features)
     if drop:
-        X = X[np.isfinite(X).all(axis=1)]
+        X = X[np.isfinite(X[:, :n_features]).all(axis=1)]
     if mean is not None:
-        X = (X - mean) / scale
+        X[:, :n_features] = (X[:, :n_features] - mean) / scale
     return X.astype(dtype, copy=False)
 
 
@@ -367,12 +385,27 @@ def _check_scans(source, schema, scans, min_distinct_rows):
     if constant and source.standardize:
         raise DataError(f"source.features: column {constant[0]!r} is constant; it cannot be "
                         "standardized: remove it from source.features")
+    if source.weight:
+        _check_weights(source.weight, schema.files, scans)
     if min_distinct_rows:
         distinct = count_distinct(scans, min_distinct_rows)
         if distinct < min_distinct_rows:
             raise DataError(f"model.n_components: the data have only {distinct} distinct "
                             f"row(s), fewer than the {min_distinct_rows} components asked "
                             "for; lower model.n_components (or check for duplicated rows)")
+
+
+def _check_weights(column, files, scans):
+    """The weight column: finite and non-negative in every file, positive somewhere."""
+    for path, scan in zip(files, scans):
+        for key, what in (("w_nan", "NaN/null"), ("w_inf", "infinite"),
+                          ("w_negative", "negative")):
+            if scan[key]:
+                raise DataError(f"{path}: source.weight column {column!r} has {scan[key]} "
+                                f"{what} value(s); weights must be finite and >= 0")
+    if not any(scan["w_positive"] for scan in scans):
+        raise DataError(f"source.weight: column {column!r} is 0 in every row (of every "
+                        f"file); at least one row needs a positive weight")
 
 
 def _pooled_scaler(scans):
@@ -416,7 +449,7 @@ def load(source, dtype="float64", min_distinct_rows=None, schema=None):
     logger.info("scanning %d file(s) for NaN/inf and column statistics", len(schema.files),
                 extra={"progress": {"phase": "scan", "total": 1}})
     scans = dask.compute(*[dask.delayed(_scan_file, pure=True)(f, features, so,
-                                                               distinct_limit)
+                                                               distinct_limit, source.weight)
                            for f in schema.files])
     _check_scans(source, schema, scans, min_distinct_rows)
     valid_rows = [s["valid"] for s in scans]
@@ -425,13 +458,22 @@ def load(source, dtype="float64", min_distinct_rows=None, schema=None):
     # map_blocks over the paths, not a concatenation of from_delayed pieces: concatenate
     # drops empty pieces, and chunk i must stay file i
     paths = da.from_array(np.asarray(schema.files, dtype=object), chunks=1)
-    X = paths.map_blocks(_read_block, features, so, drop, mean, scale, dtype, new_axis=1,
-                         chunks=(tuple(valid_rows), (len(features),)), dtype=np.dtype(dtype),
-                         meta=np.empty((0, 0), dtype=dtype))
+    weight = None
+    if source.weight:
+        # one read per file for both: the features and the weight column last, in float64
+        block = paths.map_blocks(_read_block, features, so, drop, mean, scale, "float64",
+                                 source.weight, new_axis=1,
+                                 chunks=(tuple(valid_rows), (len(features) + 1,)),
+                                 dtype=np.float64, meta=np.empty((0, 0)))
+        X, weight = block[:, :-1].astype(dtype), block[:, -1]
+    else:
+        X = paths.map_blocks(_read_block, features, so, drop, mean, scale, dtype, new_axis=1,
+                             chunks=(tuple(valid_rows), (len(features),)),
+                             dtype=np.dtype(dtype), meta=np.empty((0, 0), dtype=dtype))
     return Dataset(files=list(schema.files), features=list(features),
                    passthrough=[c for c in source.passthrough
                                 if c not in schema.partition_keys],
                    outputs=schema.outputs, storage_options=dict(so),
                    nan_policy=source.nan_policy, rows=list(schema.rows),
                    valid_rows=valid_rows, dtype=dtype, scaler_mean=mean, scaler_scale=scale,
-                   X=X)
+                   X=X, weight=weight)

@@ -153,6 +153,20 @@ def test_passthrough_also_in_features_is_refused():
     assert "source.passthrough" in message and "'id'" in message
 
 
+def test_weight_also_in_features_is_refused():
+    message = config_error(raw_with("source", features=["a", "w"], weight="w"))
+    assert "source.weight" in message and "'w'" in message and "never a feature" in message
+
+
+def test_config_hash_without_weight_is_as_before_the_key_and_a_weight_changes_it():
+    base = parse_config(raw_with("source"))
+    assert base.source.weight is None
+    dumped = base.model_dump(mode="json")
+    del dumped["source"]["weight"]
+    assert base.config_hash() == parse_config(dumped).config_hash()
+    assert parse_config(raw_with("source", weight="w")).config_hash() != base.config_hash()
+
+
 @pytest.mark.parametrize("column", ["cluster", "log_density", "prob_0", "prob_12"])
 def test_passthrough_named_like_an_output_column_is_refused(column):
     message = config_error(raw_with("source", passthrough=[column]))

@@ -201,6 +201,60 @@ def test_log_prob_resp_matches_sklearn(covariance_type, offset):
     assert_allclose(_kernels.score_samples_chunk(X, model), ref_norm, rtol=1e-9)
 
 
+# ------------------------------------------------------------- sample weights
+
+
+def _integer_weights(n, seed=4):
+    return np.random.default_rng(seed).integers(0, 4, size=n).astype(np.float64)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("spread", [1.0, 1e4])
+def test_weighted_em_chunk_is_the_em_chunk_of_the_repeated_rows(covariance_type, spread):
+    # spread 1e4: components far apart, so tied/diag/spherical take the whitening form
+    X = _data()
+    weights = _integer_weights(len(X))
+    w, means, _, prec_chol = _params(covariance_type)
+    model = _kernels.prepare_model(w, means * spread, prec_chol, covariance_type, np.float64)
+    assert (model["expanded"] is None) == (covariance_type == "full" or spread > 1)
+    weighted = _kernels.em_chunk(X, [model], sample_weight=weights)[0]
+    repeated = _kernels.em_chunk(np.repeat(X, weights.astype(int), axis=0), [model])[0]
+    assert weighted["n"] == weights.sum()
+    _assert_stats_close(weighted, repeated, rtol=1e-10)
+
+
+def test_a_row_of_weight_0_adds_nothing_even_at_log_likelihood_minus_inf():
+    X = _data()
+    model = _model("diag")
+    weights = np.ones(len(X))
+    weights[7] = 0.0
+    far = X.copy()
+    far[7] = 1e300  # its log-likelihood is -inf: 0 * -inf must not make the sum NaN
+    _assert_stats_close(_kernels.em_chunk(far, [model], sample_weight=weights)[0],
+                        _kernels.em_chunk(np.delete(X, 7, axis=0), [model])[0], rtol=1e-12)
+
+
+def test_weighted_describe_and_lloyd_are_those_of_the_repeated_rows():
+    from pipeline.mixture import _init
+
+    X = _data(offset=1e3)
+    weights = _integer_weights(len(X))
+    repeated = np.repeat(X, weights.astype(int), axis=0)
+    weighted = _kernels.combine_describe([_kernels.describe_chunk(X[:200], weights[:200]),
+                                          _kernels.describe_chunk(X[200:], weights[200:])])
+    reference = _kernels.describe_chunk(repeated)
+    assert (weighted["weight"], weighted["n_positive"]) == (len(repeated),
+                                                            np.count_nonzero(weights))
+    assert_allclose(weighted["mean"], reference["mean"], rtol=1e-14)
+    assert_allclose(weighted["m2"], reference["m2"], rtol=1e-9)
+    centers = [X[:3] + 0.1]
+    shift = X.mean(axis=0)
+    ours = _init.lloyd_chunk(X, centers, shift, sample_weight=weights)[0]
+    expected = _init.lloyd_chunk(repeated, centers, shift)[0]
+    for key in ("counts", "sums", "inertia"):
+        assert_allclose(ours[key], expected[key], rtol=1e-10, err_msg=key)
+
+
 # ------------------------------------------------------------- describe
 
 
@@ -249,6 +303,34 @@ def test_n_parameters_matches_sklearn(covariance_type):
     reference = skgm.GaussianMixture(4, covariance_type=covariance_type)
     reference.means_ = np.zeros((4, 5))
     assert _covariance.n_parameters(covariance_type, 4, 5) == reference._n_parameters()
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("at_origin", [False, True])
+def test_a_component_collapsed_onto_one_row_gets_sklearns_variance(covariance_type, at_origin):
+    """reg_covar=0 and a component on one row: sklearn's E[x^2] - m^2 with nk + 10 eps
+    leaves ~10 eps |m|^2 (it fits on), or exactly 0 at the origin (it fails); the
+    statistics about the mean alone would give round-off about 0 either way."""
+    X = _data(n=40) + (0.0 if at_origin else 0.7)
+    X[0] = 0.0 if at_origin else X[0]
+    resp = np.zeros((len(X), 2))
+    resp[0, 0] = 1.0
+    resp[1:, 1] = 1.0
+    shift = np.repeat(X.mean(axis=0)[None], 2, axis=0)
+    stats = _kernels.resp_chunk(X, resp, shift, covariance_type)
+    eps = np.finfo(np.float64).eps
+    _, _, ours = _covariance.m_step(stats, shift, covariance_type, 0.0, eps)
+    _, _, reference = skgm._estimate_gaussian_parameters(X, resp, 0.0, covariance_type)
+    if at_origin:
+        assert np.all(ours[0] == 0) and np.all(reference[0] == 0)
+        with pytest.raises(ValueError, match="increase reg_covar"):
+            _covariance.precision_cholesky(ours, covariance_type)
+    else:
+        # sklearn's own value carries its round-off (~eps |x|^2): agreement to ~10%
+        assert np.all(ours[0] > 0) and np.all(reference[0] > 0)
+        assert_allclose(ours[0], reference[0], rtol=0.3)
+        assert_allclose(ours[1], reference[1], rtol=1e-12)
+        _covariance.precision_cholesky(ours, covariance_type)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

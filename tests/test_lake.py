@@ -246,3 +246,39 @@ def test_scoring_checks_each_file_as_it_reads_it(tmp_path, lake, cluster2):
     out = pq.read_table(tmp_path / "scores" / "assignments" / "day=2026-12-01" / "region=eu"
                         / "part-0.parquet")
     assert out.column("cluster").null_count == 1
+
+
+# ------------------------------------------------------------------ source.weight
+
+
+def test_source_weight_fits_by_weight_and_scoring_needs_no_weights(tmp_path, cluster2):
+    address = cluster2.scheduler_address
+    data, unweighted = tmp_path / "data", tmp_path / "new"
+    for i in range(2):
+        table = _day_table(DAYS[i], seed=i)
+        # a far blob of weight 0: the fit must not see it, not even to start a component
+        far = np.arange(table.num_rows) % 6 == 0
+        x0 = np.where(far, table["x0"].to_numpy() + 80.0, table["x0"].to_numpy())
+        table = table.set_column(1, "x0", pa.array(x0)).append_column(
+            "w", pa.array(np.where(far, 0, 1 + i), pa.int64()))
+        data.mkdir(exist_ok=True)
+        pq.write_table(table.drop_columns(["day", "region"]), data / f"part-{i}.parquet")
+        unweighted.mkdir(exist_ok=True)
+        pq.write_table(table.drop_columns(["day", "region", "w"]),
+                       unweighted / f"part-{i}.parquet")
+    fit = _config(tmp_path, data, tmp_path / "fit", address,
+                  source={"passthrough": ["id"], "weight": "w"},
+                  model={"n_components": [2, 3, 4]})
+    summary = run.execute(fit, run.FIT)
+    assert summary["features"] == ["x0", "x1"]  # the weight column is no feature
+    assert summary["chosen"].startswith("full-k3")
+    model = json.loads((tmp_path / "fit" / "model" / "model.json").read_text())
+    assert model["features"] == ["x0", "x1"]
+    means = np.load(tmp_path / "fit" / "model" / "params.npz")["means"]
+    assert np.all(means[:, 0] < 20), means
+    assert "w" not in pq.read_schema(next((tmp_path / "fit" / "assignments").rglob(
+        "*.parquet"))).names
+    score = _config(tmp_path, unweighted, tmp_path / "scores", address,
+                    source={"passthrough": ["id"], "weight": "w"},
+                    score={"model_path": str(tmp_path / "fit")})
+    assert run.execute(score, run.SCORE)["files"]["scored"] == 2

@@ -534,6 +534,28 @@ def test_integer_column_names_are_not_feature_names(client2, blobs):
 # ------------------------------------------------------------ dtypes
 
 
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+def test_float32_input_keeps_float32_attributes_and_outputs_as_sklearn(client2, blobs, kind):
+    X32 = blobs[0].astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = SkGaussianMixture(3, random_state=0, max_iter=3).fit(X32)
+        model = GaussianMixture(3, random_state=0, max_iter=3).fit(
+            X32 if kind == "numpy" else _dask(X32))
+    for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        assert getattr(model, name).dtype == getattr(reference, name).dtype == np.float32
+    data = X32 if kind == "numpy" else _dask(X32)
+    assert model.predict_proba(data).dtype == reference.predict_proba(X32).dtype
+    assert model.score_samples(data).dtype == reference.score_samples(X32).dtype
+    # the fit itself ran on float64 statistics: a warm start continues from the float32
+    # attributes in float64
+    model.set_params(warm_start=True, max_iter=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(data)
+    assert model.means_.dtype == np.float32
+
+
 def test_float32_input_is_computed_in_float32_unless_told(blobs):
     X, _ = blobs
     with warnings.catch_warnings():

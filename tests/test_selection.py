@@ -92,3 +92,31 @@ def test_every_candidate_failing_raises():
     X = np.zeros((50, 2))
     with pytest.raises(ValueError, match="every candidate failed"):
         select(X, n_components=[2], covariance_types=["full"], reg_covar=0.0, random_state=0)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+def test_weighted_criteria_use_the_weighted_log_likelihood_and_rows_of_positive_weight(
+        blobs, kind):
+    X, _ = blobs
+    weights = np.random.default_rng(0).integers(0, 3, size=len(X)).astype(np.float64)
+    data, w = (X, weights) if kind == "numpy" else (
+        da.from_array(X, chunks=(1000, 3)), da.from_array(weights, chunks=1500))
+    result = select(data, n_components=[2, 3], covariance_types=["full", "diag"],
+                    random_state=0, max_iter=30, sample_weight=w)
+    for candidate in result.candidates:
+        state = candidate.state
+        model = GaussianMixture._from_parameters(
+            state.parameters(), **state.history(), n_components=candidate.n_components,
+            covariance_type=candidate.covariance_type)
+        assert np.isclose(candidate.log_likelihood, model.score(X, sample_weight=weights),
+                          rtol=1e-12)
+        assert np.isclose(candidate.bic, model.bic(X, sample_weight=weights), rtol=1e-12)
+        assert np.isclose(candidate.aic, model.aic(X, sample_weight=weights), rtol=1e-12)
+        # each candidate is its solo weighted fit (on the same chunks)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            solo = GaussianMixture(candidate.n_components,
+                                   covariance_type=candidate.covariance_type,
+                                   random_state=0, max_iter=30).fit(data, sample_weight=w)
+        np.testing.assert_array_equal(state.means, solo.means_)
+    assert result.best.n_components == 3

@@ -270,3 +270,63 @@ def test_standardize_uses_only_the_kept_rows(tmp_path):
     dataset = load(source(tmp_path, features=["x", "y"], standardize=True, nan_policy="drop"))
     np.testing.assert_allclose(dataset.scaler_mean, [2.0, 2.0])
     np.testing.assert_allclose(dataset.X.compute(), [[-1.0, -1.0], [1.0, 1.0]])
+
+
+# ------------------------------------------------------------------ source.weight
+
+
+def test_weight_column_is_read_beside_x_and_is_never_a_feature(tmp_path):
+    write(tmp_path / "part.0.parquet", x0=[1.0, np.nan, 3.0], x1=[1.0, 2.0, 3.0],
+          w=np.array([2, 5, 0], np.int64))
+    write(tmp_path / "part.1.parquet", x0=[4.0, 5.0], x1=[4.0, 5.0], w=[0.5, 1.5])
+    dataset = load(source(tmp_path, weight="w", nan_policy="drop"))  # features omitted
+    assert dataset.features == ["x0", "x1"]
+    assert dataset.weight.chunks == ((2, 2),) and dataset.X.chunks[0] == (2, 2)
+    np.testing.assert_array_equal(dataset.X.compute(), [[1, 1], [3, 3], [4, 4], [5, 5]])
+    # the row dropped for its NaN takes its weight along
+    np.testing.assert_array_equal(dataset.weight.compute(), [2.0, 0.0, 0.5, 1.5])
+    assert dataset.weight.dtype == np.float64
+    assert load(source(tmp_path, features=["x0", "x1"], nan_policy="drop")).weight is None
+
+
+def test_weight_column_with_float32_features_stays_float64(tmp_path):
+    write(tmp_path / "part.0.parquet", x0=[1.0, 2.0], x1=[1.0, 3.0], w=[0.1, 0.2])
+    dataset = load(source(tmp_path, weight="w"), dtype="float32")
+    assert dataset.X.dtype == np.float32 and dataset.weight.dtype == np.float64
+    np.testing.assert_array_equal(dataset.weight.compute(), [0.1, 0.2])
+
+
+@pytest.mark.parametrize("bad, what", [(np.nan, "NaN/null"), (None, "NaN/null"),
+                                       (np.inf, "infinite"), (-1.0, "negative")])
+def test_bad_weights_fail_naming_file_and_column(tmp_path, bad, what):
+    write(tmp_path / "part.0.parquet", x0=[1.0, 2.0], x1=[1.0, 3.0], w=[1.0, 1.0])
+    bad_file = write(tmp_path / "part.1.parquet", x0=[1.0, 2.0], x1=[5.0, 2.0], w=[1.0, bad])
+    with pytest.raises(DataError) as info:
+        load(source(tmp_path, features=["x0", "x1"], weight="w"))
+    message = str(info.value)
+    assert str(bad_file) in message and "source.weight" in message and "'w'" in message
+    assert what in message
+
+
+def test_weights_all_zero_fail_naming_the_column(tmp_path):
+    write(tmp_path / "part.0.parquet", x0=[1.0, 2.0], x1=[1.0, 3.0], w=[0, 0])
+    write(tmp_path / "part.1.parquet", x0=[1.0, 2.0], x1=[5.0, 2.0], w=[0, 0])
+    with pytest.raises(DataError, match="source.weight: column 'w' is 0 in every row"):
+        load(source(tmp_path, features=["x0", "x1"], weight="w"))
+
+
+def test_weight_column_missing_or_not_numeric_is_named_with_its_file(tmp_path):
+    write(tmp_path / "part.0.parquet", x0=[1.0], w=[1.0])
+    other = write(tmp_path / "part.1.parquet", x0=[1.0], w=["heavy"])
+    with pytest.raises(DataError) as info:
+        inspect_schema(source(tmp_path, weight="w"), list_parquet_files(str(tmp_path)))
+    assert str(other) in str(info.value) and "source.weight" in str(info.value)
+    assert "not numeric" in str(info.value)
+    with pytest.raises(DataError, match="source.weight: column 'v' is missing"):
+        inspect_schema(source(tmp_path, weight="v"), list_parquet_files(str(tmp_path)))
+
+
+def test_rows_of_weight_0_are_no_distinct_rows_for_the_components(tmp_path):
+    write(tmp_path / "part.0.parquet", x0=[1.0, 2.0, 3.0], x1=[1.0, 2.0, 3.0], w=[1, 1, 0])
+    with pytest.raises(DataError, match="only 2 distinct"):
+        load(source(tmp_path, features=["x0", "x1"], weight="w"), min_distinct_rows=3)

@@ -13,6 +13,10 @@ a cheap covariance type (measured, see benchmarks/RESULTS.md), and one task per 
 never leaves a queued task for work stealing to move, with its chunk, to the other
 worker. Data streamed from the source each pass (not persisted) goes through a dask
 graph of one task per chunk instead.
+
+Sample weights, when given, are a second chunked array beside X with the same row
+chunks: every per-chunk kernel then gets its chunk's weights as ``sample_weight=``
+(and no such keyword without weights, so the unweighted kernels run as before).
 """
 
 import logging
@@ -74,20 +78,33 @@ class ChunkedData:
         Number of partial results merged per combine task.
     """
 
-    def __init__(self, X, *, persist="auto", split_every=None):
+    def __init__(self, X, *, sample_weight=None, persist="auto", split_every=None):
         self.split_every = int(split_every or DEFAULT_SPLIT_EVERY)
         self.n_passes = 0
         self.is_dask = is_dask_collection(X)
         self.dtype = X.dtype
         self.n_samples, self.n_features = (int(s) for s in X.shape)
+        self.weighted = sample_weight is not None
+        self._weight_blocks = self._weight_futures = None
         if self.is_dask:
             X = X.rechunk({1: -1})
             self.persisted = self._should_persist(X, persist)
-            if self.persisted:
+            if self.weighted:
+                import dask
+
+                weight = sample_weight.rechunk((X.chunks[0],))
+                # one persist: chunks that come from the same read are computed once
+                X, weight = dask.persist(X, weight) if self.persisted else (X, weight)
+                self._weight_blocks = list(weight.to_delayed(optimize_graph=True).ravel())
+            elif self.persisted:
                 X = X.persist()
             self.chunk_sizes = tuple(int(c) for c in X.chunks[0])
             self._blocks = list(X.to_delayed(optimize_graph=True).ravel())
             self._futures = _chunk_futures(X) if self.persisted else None
+            if self.weighted and self._futures is not None:
+                self._weight_futures = _chunk_futures(weight)
+                if self._weight_futures is None:
+                    self._futures = None
             self._threads = {}
         else:
             self.persisted = True
@@ -96,10 +113,12 @@ class ChunkedData:
                 min(NUMPY_CHUNK_ROWS, self.n_samples - start)
                 for start in range(0, self.n_samples, NUMPY_CHUNK_ROWS)
             ) or (0,)
-            self._blocks = [
-                X[start : start + size]
-                for start, size in zip(np.cumsum((0,) + self.chunk_sizes[:-1]), self.chunk_sizes)
-            ]
+            starts = np.cumsum((0,) + self.chunk_sizes[:-1])
+            self._blocks = [X[start : start + size]
+                            for start, size in zip(starts, self.chunk_sizes)]
+            if self.weighted:
+                self._weight_blocks = [sample_weight[start : start + size]
+                                       for start, size in zip(starts, self.chunk_sizes)]
         self.offsets = np.concatenate([[0], np.cumsum(self.chunk_sizes)]).astype(np.int64)
 
     @property
@@ -123,24 +142,21 @@ class ChunkedData:
     # --------------------------------------------------------------- passes
 
     def map(self, func, *args, with_index=False):
-        """Apply ``func(block, [chunk_index,] *args)`` to every chunk, lazily for dask."""
+        """Apply ``func(block, [chunk_index,] *args[, sample_weight=weights])`` to every
+        chunk, lazily for dask."""
+        weights = self._weight_blocks or [None] * self.n_chunks
         if not self.is_dask:
-            return [
-                func(block, i, *args) if with_index else func(block, *args)
-                for i, block in enumerate(self._blocks)
-            ]
+            return [_call(func, block, i, args, with_index, weight)
+                    for i, (block, weight) in enumerate(zip(self._blocks, weights))]
         import dask
 
         token = uuid.uuid4().hex[:12]
         shared = [dask.delayed(a, traverse=False, name=f"arg-{token}-{j}") for j, a in
                   enumerate(args)]
         name = f"{getattr(func, '__name__', 'chunk')}-{token}"
-        call = dask.delayed(func, pure=False)
-        return [
-            call(block, i, *shared, dask_key_name=(name, i)) if with_index
-            else call(block, *shared, dask_key_name=(name, i))
-            for i, block in enumerate(self._blocks)
-        ]
+        call = dask.delayed(_call, pure=False)
+        return [call(func, block, i, shared, with_index, weight, dask_key_name=(name, i))
+                for i, (block, weight) in enumerate(zip(self._blocks, weights))]
 
     def _merge_here(self, parts, combine, keep=1):
         """Merge groups of ``split_every`` parts in chunk order, in this process, until
@@ -216,9 +232,11 @@ class ChunkedData:
                 whole = [] if combine is None else [
                     (g, members) for g, members in enumerate(groups)
                     if members[0] in mine and mine.issuperset(members)]
+                weights = [] if self._weight_futures is None else [
+                    self._weight_futures[i] for i in indices]
                 tasks.append(client.submit(
                     _run_chunks, func, args, with_index, combine, indices, whole,
-                    *[futures[i] for i in indices],
+                    *[futures[i] for i in indices], *weights,
                     key=f"{name}-per-worker-{token}-{len(tasks)}", pure=False,
                     **({} if isinstance(worker, tuple) else
                        {"workers": [worker], "allow_other_workers": True})))
@@ -288,20 +306,32 @@ def _chunk_futures(X):
         from distributed import futures_of
     except ImportError:  # pragma: no cover - distributed is a dependency
         return None
+    from dask.core import flatten
+
     by_key = {future.key: future for future in futures_of(X)}
-    keys = [key for row in X.__dask_keys__() for key in row]
+    keys = list(flatten(X.__dask_keys__()))
     futures = [by_key.get(key) for key in keys]
     if not futures or any(f is None for f in futures):
         return None
     return futures
 
 
+def _call(func, block, index, args, with_index, weight):
+    """One kernel call on one chunk (``sample_weight=`` only when there are weights)."""
+    leading = (block, index) if with_index else (block,)
+    if weight is None:
+        return func(*leading, *args)
+    return func(*leading, *args, sample_weight=weight)
+
+
 def _run_chunks(func, args, with_index, combine, indices, whole_groups, *blocks):
-    """On a worker: ``func`` on each of its chunks in chunk order; the first-level groups
-    of the merge tree it holds whole are merged here, exactly as the tree would."""
+    """On a worker: ``func`` on each of its chunks in chunk order (``blocks``: the chunks,
+    then their weights if any); the first-level groups of the merge tree it holds whole
+    are merged here, exactly as the tree would."""
+    weights = blocks[len(indices):] or [None] * len(indices)
     results = {}
-    for i, block in zip(indices, blocks):
-        results[i] = func(block, i, *args) if with_index else func(block, *args)
+    for i, block, weight in zip(indices, blocks, weights):
+        results[i] = _call(func, block, i, args, with_index, weight)
     for g, members in whole_groups:
         results[("group", g)] = combine([results.pop(i) for i in members])
     return results

@@ -131,16 +131,35 @@ def _covariances_full(stats, shift, reg_covar, eps):
     return nk, means, covariances
 
 
+def _inflation(nk_raw, means, eps):
+    """(nk - nk_raw) m_k, (K, D), with nk as sklearn rounds it in the compute dtype.
+
+    sklearn's diag and tied estimates are E[x x^T] - m m^T with nk inflated by 10 eps,
+    which exceeds the scatter about the mean by (nk - nk_raw) m m^T / nk (exactly). The
+    inflation survives rounding only for small nk (below ~16 in float64, ~32 in float32):
+    it does nothing but where a component collapses onto one row, and there it is what
+    keeps sklearn's variance positive (~10 eps |m|^2) instead of round-off about 0. With
+    it, such a fit goes on with reg_covar=0 as in sklearn, and a component collapsed at
+    the origin still fails as there.
+    """
+    dtype = np.float32 if eps > np.finfo(np.float64).eps else np.float64
+    nk_rounded = nk_raw.astype(dtype)
+    inflation = (nk_rounded + dtype(10 * eps)) - nk_rounded
+    return inflation.astype(np.float64)[:, None] * means
+
+
 def _covariances_tied(stats, shift, reg_covar, eps):
     nk_raw, nk, means, d = _centered_means(stats, shift, eps)
-    covariance = summed_scatter(stats["S"], stats["s"], nk_raw, d) / nk.sum()
+    covariance = (summed_scatter(stats["S"], stats["s"], nk_raw, d)
+                  + _inflation(nk_raw, means, eps).T @ means) / nk.sum()
     covariance.flat[:: means.shape[1] + 1] += reg_covar
     return nk, means, covariance
 
 
 def _covariances_diag(stats, shift, reg_covar, eps):
     nk_raw, nk, means, d = _centered_means(stats, shift, eps)
-    return nk, means, _scatter_diag(stats, nk_raw, d) / nk[:, None] + reg_covar
+    scatter = _scatter_diag(stats, nk_raw, d) + _inflation(nk_raw, means, eps) * means
+    return nk, means, scatter / nk[:, None] + reg_covar
 
 
 def _covariances_spherical(stats, shift, reg_covar, eps):

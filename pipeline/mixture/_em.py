@@ -38,6 +38,11 @@ class EMState:
     fit_time: float = 0.0
     name: str = ""
 
+    def __post_init__(self):
+        # float64 whatever was given (a warm start from float32 attributes): the M-step's
+        for name in PARAMETERS:
+            setattr(self, name, np.asarray(getattr(self, name), np.float64))
+
     @property
     def n_components(self):
         return self.means.shape[0]

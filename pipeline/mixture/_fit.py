@@ -57,11 +57,15 @@ class Fitted:
     best : list of int
         Index of the best restart of each (n_components, covariance_type), in order of
         first appearance; runs with an error are not candidates.
+    describe : dict or None
+        The describe pass (rows, total weight, rows of positive weight, ...); None for a
+        restored fit, which skipped it.
     """
 
     states: list
     errors: list
     best: list
+    describe: dict | None = None
 
 
 def fit_states(data, starts, dtype, *, tol, max_iter, check_finite, raise_errors=True,
@@ -96,6 +100,7 @@ def fit_states(data, starts, dtype, *, tol, max_iter, check_finite, raise_errors
     Fitted
     """
     restored = restore() if restore is not None else None
+    describe = None
     if restored is not None:
         states, errors, data.n_passes = restored
     else:
@@ -116,7 +121,7 @@ def fit_states(data, starts, dtype, *, tol, max_iter, check_finite, raise_errors
             on_end(i, state)
     errors = [state.error if state is not None and state.error else error
               for state, error in zip(states, errors)]
-    return Fitted(states, errors, best_restarts(states))
+    return Fitted(states, errors, best_restarts(states), describe)
 
 
 def _start(data, starts, describe, dtype, tol, max_iter, raise_errors):

@@ -66,17 +66,21 @@ def _sq_distances(X, centers, shift):
     return np.maximum(d, 0.0)
 
 
-def min_sq_distance_chunk(X, centers_list, shift):
-    """For each center set, the squared distance of every row to its nearest center (J, n)."""
+def min_sq_distance_chunk(X, centers_list, shift, sample_weight=None):
+    """For each center set, the squared distance of every row to its nearest center (J, n),
+    times the row's weight when there are weights."""
     if X.shape[0] == 0:
         return np.zeros((len(centers_list), 0))
-    return np.stack([_sq_distances(X, c, shift).min(axis=1) for c in centers_list])
+    mins = np.stack([_sq_distances(X, c, shift).min(axis=1) for c in centers_list])
+    return mins if sample_weight is None else mins * sample_weight
 
 
-def lloyd_chunk(X, centers_list, shift):
-    """For each center set: counts (C,), sums of (x - shift) (C, D), inertia."""
+def lloyd_chunk(X, centers_list, shift, sample_weight=None):
+    """For each center set: (weighted) counts (C,), sums of (x - shift) (C, D), inertia."""
     out = []
     Xs = X.astype(np.float64) - shift
+    if sample_weight is not None:
+        weighted = Xs * sample_weight[:, None]
     for centers in centers_list:
         n_centers = centers.shape[0]
         if X.shape[0] == 0:
@@ -85,11 +89,13 @@ def lloyd_chunk(X, centers_list, shift):
             continue
         d = _sq_distances(X, centers, shift)
         labels = d.argmin(axis=1)
-        counts = np.bincount(labels, minlength=n_centers).astype(np.float64)
+        counts = np.bincount(labels, weights=sample_weight,
+                             minlength=n_centers).astype(np.float64)
         sums = np.zeros(centers.shape)
-        np.add.at(sums, labels, Xs)
-        out.append({"counts": counts, "sums": sums,
-                    "inertia": float(d[np.arange(len(labels)), labels].sum())})
+        np.add.at(sums, labels, Xs if sample_weight is None else weighted)
+        nearest = d[np.arange(len(labels)), labels]
+        out.append({"counts": counts, "sums": sums, "inertia": float(
+            nearest.sum() if sample_weight is None else nearest @ sample_weight)})
     return out
 
 
@@ -97,13 +103,14 @@ def nearest_center(X, centers, shift):
     return _sq_distances(X, centers, shift).argmin(axis=1)
 
 
-def _cost_chunk(X, centers_list, shift):
-    mins = min_sq_distance_chunk(X, centers_list, shift)
+def _cost_chunk(X, centers_list, shift, sample_weight=None):
+    mins = min_sq_distance_chunk(X, centers_list, shift, sample_weight)
     return [{"cost": float(m.sum())} for m in mins]
 
 
-def _sample_chunk(X, index, centers_list, shift, costs, oversampling, seeds, step):
-    mins = min_sq_distance_chunk(X, centers_list, shift)
+def _sample_chunk(X, index, centers_list, shift, costs, oversampling, seeds, step,
+                  sample_weight=None):
+    mins = min_sq_distance_chunk(X, centers_list, shift, sample_weight)
     picked = []
     for d2, cost, factor, seed in zip(mins, costs, oversampling, seeds):
         u = _rng(seed, step, index).uniform(size=d2.shape[0])
@@ -112,34 +119,81 @@ def _sample_chunk(X, index, centers_list, shift, costs, oversampling, seeds, ste
     return picked
 
 
-def _topk_chunk(X, index, centers_list, shift, n_trials, seeds, step):
-    """Weighted sampling without replacement (Efraimidis-Spirakis keys log(u)/d^2)."""
-    mins = min_sq_distance_chunk(X, centers_list, shift)
-    out = []
-    for d2, n, seed in zip(mins, n_trials, seeds):
-        u = _rng(seed, step, index).uniform(size=d2.shape[0])
-        with np.errstate(divide="ignore"):
-            keys = np.where(d2 > 0, np.log(u) / np.where(d2 > 0, d2, 1.0), -np.inf)
-        top = np.argsort(-keys, kind="stable")[:n]
-        out.append((keys[top], top))
-    return out
+def _top_keys(u, scores, n):
+    """Efraimidis-Spirakis keys log(u)/score (-inf where the score is 0): the ``n`` best
+    keys and their rows, for sampling ``n`` rows without replacement by score."""
+    with np.errstate(divide="ignore"):
+        keys = np.where(scores > 0, np.log(u) / np.where(scores > 0, scores, 1.0), -np.inf)
+    top = np.argsort(-keys, kind="stable")[:n]
+    return keys[top], top
 
 
-def _potential_chunk(X, centers_list, candidates_list, shift):
+def _topk_chunk(X, index, centers_list, shift, n_trials, seeds, step, sample_weight=None):
+    """Sampling without replacement by (weight x) squared distance."""
+    mins = min_sq_distance_chunk(X, centers_list, shift, sample_weight)
+    return [_top_keys(_rng(seed, step, index).uniform(size=d2.shape[0]), d2, n)
+            for d2, n, seed in zip(mins, n_trials, seeds)]
+
+
+def _draw_chunk(X, index, draws, sample_weight):
+    """For each (seed, step, size) of ``draws``: the chunk's best keys of sampling
+    ``size`` rows without replacement by weight (a stream of its own: the 1 in the key)."""
+    return [_top_keys(_rng(seed, step, index, 1).uniform(size=len(sample_weight)),
+                      sample_weight, size) for seed, step, size in draws]
+
+
+def _potential_chunk(X, centers_list, candidates_list, shift, sample_weight=None):
     out = []
     mins = min_sq_distance_chunk(X, centers_list, shift)
     for d2, candidates in zip(mins, candidates_list):
         if X.shape[0] == 0:
             out.append({"potential": np.zeros(len(candidates))})
             continue
-        dc = _sq_distances(X, candidates, shift)
-        out.append({"potential": np.minimum(d2[:, None], dc).sum(axis=0)})
+        potential = np.minimum(d2[:, None], _sq_distances(X, candidates, shift))
+        out.append({"potential": potential.sum(axis=0) if sample_weight is None
+                    else sample_weight @ potential})
     return out
 
 
 def _global_indices(data, per_chunk):
     return np.concatenate([data.offsets[i] + np.asarray(idx, np.int64)
                            for i, idx in enumerate(per_chunk)] or [np.empty(0, np.int64)])
+
+
+def _best_keys(data, per_chunk, j, n):
+    """The ``n`` best keys over all chunks of the ``j``-th sampling of a gathered pass of
+    :func:`_top_keys`: (keys, global row indices), best first, -inf keys dropped."""
+    keys = np.concatenate([chunk[j][0] for chunk in per_chunk])
+    idx = _global_indices(data, [chunk[j][1] for chunk in per_chunk])
+    order = np.argsort(-keys, kind="stable")[:n]
+    order = order[np.isfinite(keys[order])]
+    return keys[order], idx[order]
+
+
+def weighted_draws(data, draws):
+    """Rows drawn without replacement with probability by sample weight (never a row of
+    weight 0), for each (seed, step, size) of ``draws``: one pass for all.
+
+    Returns
+    -------
+    indices : list of ndarray of shape (size,)
+    """
+    per_chunk = data.gather(_draw_chunk, draws)
+    indices = []
+    for j, (_, _, size) in enumerate(draws):
+        _, idx = _best_keys(data, per_chunk, j, size)
+        if len(idx) < size:
+            raise ValueError(f"Expected at least {size} rows with a positive sample_weight "
+                             f"to initialise from, got {len(idx)}.")
+        indices.append(idx)
+    return indices
+
+
+def _first_rows(data, seeds):
+    """The first center of each seed: a row drawn uniformly, or by weight."""
+    if data.weighted:
+        return [int(idx[0]) for idx in weighted_draws(data, [(seed, 0, 1) for seed in seeds])]
+    return [int(_rng(seed, 0).integers(data.n_samples)) for seed in seeds]
 
 
 # ------------------------------------------------------------------ k-means
@@ -161,11 +215,10 @@ def kmeans_centers(data, specs, describe):
 
     n = data.n_samples
     shift = describe["mean"]
-    variance = describe["m2"] / max(n, 1)
+    variance = describe["m2"] / (describe["weight"] if data.weighted else max(n, 1))
     tol = KMEANS_TOL * float(np.mean(variance))
     seeds = [seed for _, seed in specs]
-    first = [int(_rng(seed, 0).integers(n)) for seed in seeds]
-    first_rows = data.take(first)
+    first_rows = data.take(_first_rows(data, seeds))
     candidates = [first_rows[j : j + 1] for j in range(len(specs))]
     oversampling = [2 * k for k, _ in specs]
     for step in range(1, KMEANS_PARALLEL_ROUNDS + 1):
@@ -181,8 +234,9 @@ def kmeans_centers(data, specs, describe):
                       for j, c in enumerate(candidates)]
     for j, (k, seed) in enumerate(specs):
         if len(candidates[j]) < k:
-            extra = _rng(seed, KMEANS_PARALLEL_ROUNDS + 1).choice(n, size=k - len(candidates[j]),
-                                                                   replace=False)
+            size, step = k - len(candidates[j]), KMEANS_PARALLEL_ROUNDS + 1
+            extra = (weighted_draws(data, [(seed, step, size)])[0] if data.weighted else
+                     _rng(seed, step).choice(n, size=size, replace=False))
             candidates[j] = np.vstack([candidates[j], data.take(extra)])
     counts = [r["counts"] for r in data.reduce(lloyd_chunk, _kernels.combine_sums,
                                                  candidates, shift)]
@@ -224,7 +278,7 @@ def kmeanspp_indices(data, specs, describe):
     n = data.n_samples
     shift = describe["mean"]
     seeds = [seed for _, seed in specs]
-    chosen = [[int(_rng(seed, 0).integers(n))] for seed in seeds]
+    chosen = [[row] for row in _first_rows(data, seeds)]
     rows = data.take([c[0] for c in chosen])
     centers = [rows[j : j + 1] for j in range(len(specs))]
     max_k = max(k for k, _ in specs)
@@ -235,17 +289,18 @@ def kmeanspp_indices(data, specs, describe):
                                 [seeds[j] for j in active], c)
         trial_idx = []
         for a, j in enumerate(active):
-            keys = np.concatenate([chunk[a][0] for chunk in per_chunk])
-            idx = _global_indices(data, [chunk[a][1] for chunk in per_chunk])
-            order = np.argsort(-keys, kind="stable")[: n_trials[a]]
-            if not np.isfinite(keys[order]).any():
+            # trials of key -inf (rows on a center, or of weight 0) are left out: the
+            # former never lower the potential, the latter are never centers
+            _, idx = _best_keys(data, per_chunk, a, n_trials[a])
+            if not len(idx) and data.weighted:
+                idx = weighted_draws(data, [(seeds[j], c, n_trials[a])])[0]
+            elif not len(idx):
                 # every row sits on a center already: fall back to uniform draws. The
                 # stream is (seed, step, n_chunks), next to the per-chunk ones; a -1 in
                 # the key made default_rng raise "expected non-negative integer".
                 idx = _rng(seeds[j], c, data.n_chunks).choice(n, size=n_trials[a],
                                                               replace=False)
-                order = np.arange(n_trials[a])
-            trial_idx.append(idx[order])
+            trial_idx.append(idx)
         trial_rows = data.take(np.concatenate(trial_idx))
         bounds = np.cumsum([0] + [len(t) for t in trial_idx])
         trials = [trial_rows[bounds[a]:bounds[a + 1]] for a in range(len(active))]
@@ -261,8 +316,9 @@ def kmeanspp_indices(data, specs, describe):
 # ------------------------------------------------------------------ resp -> parameters
 
 
-def _init_resp_chunk(X, index, specs):
-    """Statistics of the initial responsibilities of each spec, for one chunk."""
+def _init_resp_chunk(X, index, specs, sample_weight=None):
+    """Statistics of the initial responsibilities of each spec (times the rows' weights),
+    for one chunk."""
     out = []
     for kind, payload, shift, covariance_type in specs:
         if kind == "labels":
@@ -273,7 +329,7 @@ def _init_resp_chunk(X, index, specs):
             seed, n_components = payload
             resp = _rng(seed, index).uniform(size=(X.shape[0], n_components))
             resp /= resp.sum(axis=1)[:, None]
-        out.append(_kernels.resp_chunk(X, resp, shift, covariance_type))
+        out.append(_kernels.resp_chunk(X, resp, shift, covariance_type, sample_weight))
     return out
 
 
@@ -283,8 +339,21 @@ def _parameters_from_stats(job, stats, shift, n_samples, eps):
     return nk / n_samples, means, covariances
 
 
+def parameters_from_resp(X, resp, job, eps):
+    """The initial parameters of ``job`` from responsibilities ``resp`` (n_samples, K) on
+    a numpy ``X``, as scikit-learn's ``_initialize`` (given pieces replace estimates)."""
+    shift = np.repeat(np.mean(X, axis=0, dtype=np.float64)[None], np.shape(resp)[1], axis=0)
+    stats = _kernels.resp_chunk(X, resp, shift, job.covariance_type)
+    estimated = _parameters_from_stats(job, stats, shift, len(X), eps)
+    return with_given_pieces(job, estimated, eps > np.finfo(np.float64).eps)
+
+
 def initialize(data, jobs, describe, eps):
     """Initial parameters for every job, with as few passes as the methods allow.
+
+    With sample weights, every method draws and counts rows by weight (a row of weight
+    0 is never a center and never drawn); weights are per unit of total weight, and a
+    row drawn as a component's start counts once, as one copy of a repeated row.
 
     Returns
     -------
@@ -305,6 +374,11 @@ def initialize(data, jobs, describe, eps):
     pp_rows = dict(zip(pp_specs, kmeanspp_indices(data, pp_specs, describe))) \
         if pp_specs else {}
 
+    total = describe["weight"] if data.weighted else data.n_samples
+    from_data = [j for j in need if jobs[j].init_params == "random_from_data"]
+    drawn = dict(zip(from_data, weighted_draws(
+        data, [(jobs[j].seed, 0, jobs[j].n_components) for j in from_data]))) \
+        if data.weighted and from_data else {}
     pass_specs, pass_jobs = [], []
     row_jobs = {}
     for j in need:
@@ -321,14 +395,16 @@ def initialize(data, jobs, describe, eps):
             pass_jobs.append(j)
         elif job.init_params == "k-means++":
             row_jobs[j] = pp_rows[key]
-        else:  # random_from_data
+        elif data.weighted:  # random_from_data
+            row_jobs[j] = drawn[j]
+        else:
             row_jobs[j] = _rng(job.seed, 0).choice(data.n_samples, size=job.n_components,
                                                    replace=False)
     if pass_specs:
         results = data.reduce(_init_resp_chunk, _kernels.combine_sums, pass_specs,
                               with_index=True)
         for j, spec, stats in zip(pass_jobs, pass_specs, results):
-            estimated[j] = _parameters_from_stats(jobs[j], stats, spec[2], data.n_samples, eps)
+            estimated[j] = _parameters_from_stats(jobs[j], stats, spec[2], total, eps)
     if row_jobs:
         order = list(row_jobs)
         rows = data.take(np.concatenate([row_jobs[j] for j in order]))
@@ -338,23 +414,32 @@ def initialize(data, jobs, describe, eps):
             r = rows[start : start + k]
             start += k
             stats = _kernels.resp_chunk(r, np.eye(k), r, jobs[j].covariance_type)
-            estimated[j] = _parameters_from_stats(jobs[j], stats, r, data.n_samples, eps)
+            estimated[j] = _parameters_from_stats(jobs[j], stats, r, total, eps)
 
-    params = []
-    for job, est in zip(jobs, estimated):
-        weights, means, covariances = est if est is not None else (None, None, None)
-        if job.weights_init is not None:
-            weights = np.asarray(job.weights_init, np.float64)
-        if job.means_init is not None:
-            means = np.asarray(job.means_init, np.float64)
-        if job.precisions_init is None:
-            precisions_cholesky = _covariance.precision_cholesky(
-                covariances, job.covariance_type, float32) if job.with_precisions else None
-        else:
-            precisions_cholesky = _covariance.precision_cholesky_from_precisions(
-                job.precisions_init, job.covariance_type)
-            covariances = _covariance.covariances_from_cholesky(precisions_cholesky,
-                                                                job.covariance_type)
-        params.append({"weights": weights, "means": means, "covariances": covariances,
-                       "precisions_cholesky": precisions_cholesky})
-    return params
+    return [with_given_pieces(job, est, float32) for job, est in zip(jobs, estimated)]
+
+
+def with_given_pieces(job, estimated, float32):
+    """The initial parameters of ``job``: the ``estimated`` (weights, means, covariances)
+    or None, with the user-given pieces in their place (scikit-learn's ``_initialize``).
+
+    Returns
+    -------
+    params : dict
+        ``weights``, ``means``, ``covariances``, ``precisions_cholesky`` (float64).
+    """
+    weights, means, covariances = estimated if estimated is not None else (None, None, None)
+    if job.weights_init is not None:
+        weights = np.asarray(job.weights_init, np.float64)
+    if job.means_init is not None:
+        means = np.asarray(job.means_init, np.float64)
+    if job.precisions_init is None:
+        precisions_cholesky = _covariance.precision_cholesky(
+            covariances, job.covariance_type, float32) if job.with_precisions else None
+    else:
+        precisions_cholesky = _covariance.precision_cholesky_from_precisions(
+            job.precisions_init, job.covariance_type)
+        covariances = _covariance.covariances_from_cholesky(precisions_cholesky,
+                                                            job.covariance_type)
+    return {"weights": weights, "means": means, "covariances": covariances,
+            "precisions_cholesky": precisions_cholesky}

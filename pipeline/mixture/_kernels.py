@@ -115,8 +115,10 @@ def prepare_model(weights, means, precisions_cholesky, covariance_type, dtype):
         ``expanded`` (K, F) float64 or None (the expanded E-step, see the module
         docstring), both computed from the ``dtype``-rounded offsets and factors.
     """
+    # float64 whatever the attributes' dtype (float32 after a float32 fit, as sklearn's)
     weights = np.asarray(weights, np.float64)
     means = np.asarray(means, np.float64)
+    precisions_cholesky = np.asarray(precisions_cholesky, np.float64)
     n_features = means.shape[1]
     center = (weights / weights.sum()) @ means
     center_d = center.astype(dtype)
@@ -285,7 +287,7 @@ def empty_stats(n_components, n_features, covariance_type):
 # ---------------------------------------------------------------- EM pass
 
 
-def em_chunk(X, models):
+def em_chunk(X, models, sample_weight=None):
     """E-step for each model's current parameters and the statistics of its next M-step.
 
     Parameters
@@ -293,12 +295,18 @@ def em_chunk(X, models):
     X : ndarray of shape (n_rows, n_features)
     models : list of dict
         Prepared by :func:`prepare_model`.
+    sample_weight : ndarray of shape (n_rows,), optional
+        Frequency weights (float64): every statistic of a row is multiplied by its weight.
 
     Returns
     -------
     stats : list of dict
         One statistics dict per model, about that model's ``shift`` (its means).
     """
+    if sample_weight is not None and not np.all(sample_weight > 0):
+        # a row of weight 0 is a dropped row, exactly (whatever its log-likelihood)
+        keep = sample_weight > 0
+        X, sample_weight = X[keep], sample_weight[keep]
     n_rows, n_features = X.shape
     work = _workspace()
     out = []
@@ -308,13 +316,18 @@ def em_chunk(X, models):
         for start, stop in _sub_blocks(n_rows, n_components, n_features):
             xt, features = _centered_block(X[start:stop], model, work)
             log_prob_norm, resp = _responsibilities(features, model, work)
-            statistics.add(xt, features, resp, log_prob_norm, work)
+            if sample_weight is None:
+                statistics.add(xt, features, resp, log_prob_norm, work)
+            else:
+                statistics.add_weighted(xt, features, resp, log_prob_norm, work,
+                                        sample_weight[start:stop])
         out.append(statistics.stats())
     return out
 
 
-def resp_chunk(X, resp, shift, covariance_type):
-    """Statistics for given responsibilities (initialisation), about ``shift`` (K, D)."""
+def resp_chunk(X, resp, shift, covariance_type, sample_weight=None):
+    """Statistics for given responsibilities (initialisation), about ``shift`` (K, D);
+    with ``sample_weight`` (n_rows,), of the responsibilities times the weights."""
     n_rows, n_features = X.shape
     n_components = shift.shape[0]
     shift = np.asarray(shift, np.float64)
@@ -325,6 +338,8 @@ def resp_chunk(X, resp, shift, covariance_type):
     work = _workspace()
     X = np.asarray(X)
     resp = np.asarray(resp)
+    if sample_weight is not None:
+        resp = resp * np.asarray(sample_weight, np.float64)[:, None]
     for start, stop in _sub_blocks(n_rows, n_components, n_features):
         xt, _ = _centered_block(X[start:stop].astype(np.float64, copy=False), model, work)
         block_resp = np.ascontiguousarray(resp[start:stop].T, dtype=np.float64)
@@ -380,34 +395,57 @@ def score_samples_chunk(X, model):
 # ------------------------------------------------------------- describe
 
 
-def describe_chunk(X):
-    """Rows, non-finite counts, and mean / sum of squared deviations per column."""
+def describe_chunk(X, sample_weight=None):
+    """Rows, non-finite counts, and (weighted) mean / sum of squared deviations per column.
+
+    ``weight`` is the total weight (the rows without weights) and ``n_positive`` the rows
+    of positive weight; with weights, ``w_nan``, ``w_inf`` and ``w_negative`` count the
+    bad ones. Rows of zero weight count in nothing but ``n`` and the X checks.
+    """
     n = X.shape[0]
     n_nan = int(np.isnan(X).sum())
     n_inf = int(np.isinf(X).sum())
-    if n == 0 or n_nan or n_inf:
+    out = {"n": n, "n_nan": n_nan, "n_inf": n_inf, "weight": float(n), "n_positive": n,
+           "w_nan": 0, "w_inf": 0, "w_negative": 0}
+    if sample_weight is not None:
+        weight = np.asarray(sample_weight, np.float64)
+        positive = weight > 0
+        finite = np.isfinite(weight)
+        out.update(w_nan=int(np.isnan(weight).sum()), w_inf=int(np.isinf(weight).sum()),
+                   w_negative=int((weight < 0).sum()), n_positive=int(positive.sum()))
+        positive &= finite
+        out["weight"] = float(weight[positive].sum())
+        if not positive.all():
+            X, weight = X[positive], weight[positive]
+    if n == 0 or n_nan or n_inf or out["weight"] == 0:
         mean = np.zeros(X.shape[1])
         m2 = np.zeros(X.shape[1])
-    else:
+    elif sample_weight is None:
         Xf = X.astype(np.float64)
         mean = Xf.mean(axis=0)
         m2 = ((Xf - mean) ** 2).sum(axis=0)
-    return {"n": n, "n_nan": n_nan, "n_inf": n_inf, "mean": mean, "m2": m2}
+    else:
+        Xf = X.astype(np.float64)
+        mean = weight @ Xf / out["weight"]
+        m2 = weight @ (Xf - mean) ** 2
+    out.update(mean=mean, m2=m2)
+    return out
 
 
 def combine_describe(parts):
-    """Chan et al.'s pairwise merge of counts, means and squared deviations, in order."""
+    """Chan et al.'s pairwise merge of (weighted) counts, means and squared deviations,
+    in order."""
     parts = list(parts)
     acc = dict(parts[0])
     for p in parts[1:]:
-        n = acc["n"] + p["n"]
-        if p["n"] and acc["n"]:
+        weight = acc["weight"] + p["weight"]
+        if p["weight"] and acc["weight"]:
             delta = p["mean"] - acc["mean"]
-            acc["mean"] = acc["mean"] + delta * (p["n"] / n)
-            acc["m2"] = acc["m2"] + p["m2"] + delta**2 * (acc["n"] * p["n"] / n)
-        elif p["n"]:
+            acc["mean"] = acc["mean"] + delta * (p["weight"] / weight)
+            acc["m2"] = acc["m2"] + p["m2"] + delta**2 * (acc["weight"] * p["weight"] / weight)
+        elif p["weight"]:
             acc["mean"], acc["m2"] = p["mean"], p["m2"]
-        acc["n"] = n
-        acc["n_nan"] += p["n_nan"]
-        acc["n_inf"] += p["n_inf"]
+        acc["weight"] = weight
+        for key in ("n", "n_nan", "n_inf", "n_positive", "w_nan", "w_inf", "w_negative"):
+            acc[key] += p[key]
     return acc

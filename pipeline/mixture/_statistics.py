@@ -55,6 +55,14 @@ class Statistics:
         self.loglik += float(log_prob_norm.sum(dtype=np.float64))
         self._add(xt, features, resp, work)
 
+    def add_weighted(self, xt, features, resp, log_prob_norm, work, weight):
+        """:meth:`add` with frequency weights (rows,) float64: every sum is of the rows'
+        terms times their weight (``resp`` is scaled in place)."""
+        self.n += float(weight.sum())
+        self.loglik += float(weight @ log_prob_norm)
+        resp *= weight.astype(resp.dtype, copy=False)
+        self._add(xt, features, resp, work, weight)
+
     def stats(self):
         """The statistics dict of the rows added so far (zeros before any)."""
         nk, s, S = self._moments()
@@ -73,7 +81,7 @@ class FullStatistics(Statistics):
         n_components, n_features = offsets.shape
         self.sums = np.zeros((n_components, n_features + 1, n_features + 1))
 
-    def _add(self, xt, features, resp, work):
+    def _add(self, xt, features, resp, work, weight=None):
         diff = _stacked_differences(xt, resp.astype(xt.dtype, copy=False),
                                     self.block_offsets, work)
         K, D = self.block_offsets.shape
@@ -111,10 +119,11 @@ class TiedExpandedStatistics(Statistics):
         self.sums = np.zeros((n_components, n_features + 1))
         self.scatter = np.zeros((n_features, n_features))
 
-    def _add(self, xt, features, resp, work):
+    def _add(self, xt, features, resp, work, weight=None):
         D = xt.shape[0] - 1
         self.sums += resp @ xt.T
-        self.scatter += xt[:D] @ xt[:D].T
+        # the rows' own scatter: weighted here, as the responsibilities sum to the weight
+        self.scatter += (xt[:D] if weight is None else xt[:D] * weight) @ xt[:D].T
 
     def _moments(self):
         D = self.offsets.shape[1]
@@ -134,7 +143,7 @@ class DiagStatistics(Statistics):
         n_components, n_features = offsets.shape
         self.sums = np.zeros((n_components, n_features + 1, 2))
 
-    def _add(self, xt, features, resp, work):
+    def _add(self, xt, features, resp, work, weight=None):
         diff = _stacked_differences(xt, resp.astype(xt.dtype, copy=False),
                                     self.block_offsets, work)
         self.sums[:, :, 0] += np.einsum("kdn,dn->kd", diff, xt)
@@ -156,7 +165,7 @@ class DiagExpandedStatistics(Statistics):
         n_components, n_features = offsets.shape
         self.sums = np.zeros((n_components, 2 * n_features + 1))
 
-    def _add(self, xt, features, resp, work):
+    def _add(self, xt, features, resp, work, weight=None):
         self.sums += resp @ features.T
 
     def _moments(self):

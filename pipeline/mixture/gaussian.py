@@ -2,64 +2,37 @@
 
 import logging
 import math
-import time
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pipeline.mixture import _covariance, _kernels
-from pipeline.mixture._chunks import ChunkedData, is_dask_collection
+
+# _finite_block, NAN_MESSAGE, _check_finite and _is_dask_dataframe: importable from here
+# as before the split into _base.py and _validation.py
+from pipeline.mixture._base import BaseMixture, _finite_block, _weighted_sums  # noqa: F401
+from pipeline.mixture._chunks import ChunkedData
 from pipeline.mixture._em import PARAMETERS, EMState
 from pipeline.mixture._fit import Start, fit_states
-from pipeline.mixture._init import InitJob
-from pipeline.mixture._validation import (
+from pipeline.mixture._init import InitJob, parameters_from_resp
+from pipeline.mixture._validation import (  # noqa: F401
+    NAN_MESSAGE,
+    check_described,
     check_means,
     check_precisions,
+    check_sample_weight,
     check_weights,
     validate_params,
 )
+from pipeline.mixture._validation import check_finite as _check_finite  # noqa: F401
+from pipeline.mixture._validation import is_dask_dataframe as _is_dask_dataframe  # noqa: F401
 
 logger = logging.getLogger("pipeline.mixture")
 
-NAN_MESSAGE = (
-    "Input X contains NaN.\nGaussianMixture does not accept missing values encoded as NaN "
-    "natively. For supervised learning, you might want to consider "
-    "sklearn.ensemble.HistGradientBoostingClassifier and Regressor which accept missing "
-    "values encoded as NaNs natively. Alternatively, it is possible to preprocess the data, "
-    "for instance by using an imputer transformer in a pipeline or drop samples with missing "
-    "values. See https://scikit-learn.org/stable/modules/impute.html You can find a list of "
-    "all estimators that handle NaN values at the following page: "
-    "https://scikit-learn.org/stable/modules/impute.html#estimators-that-handle-nan-values"
-)
 
-
-def _is_dask_dataframe(X):
-    return is_dask_collection(X) and hasattr(X, "columns")
-
-
-def _check_finite(n_nan, n_inf, dtype):
-    """Raise sklearn's error for NaN or infinite values (NaN takes precedence, as there)."""
-    if n_nan:
-        raise ValueError(NAN_MESSAGE)
-    if n_inf:
-        raise ValueError(f"Input X contains infinity or a value too large for {dtype!r}.")
-
-
-def _finite_block(X, model, kernel):
-    """``kernel`` on one block of dask input, after the finiteness check sklearn makes.
-
-    sklearn checks the whole of X before predicting; a lazy prediction checks each
-    block as it is computed, so NaN fails the same way instead of giving label 0.
-    """
-    _check_finite(np.isnan(X).any(), np.isinf(X).any(), X.dtype)
-    return kernel(X, model)
-
-
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(BaseMixture):
     """Gaussian mixture fitted by EM, on numpy arrays or on dask arrays across a cluster.
 
     Same parameters, defaults, attributes, methods and errors as
@@ -163,53 +136,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------- input
 
-    def _compute_dtype(self, input_dtype):
-        if self.dtype is not None:
-            return np.dtype(self.dtype)
-        return np.dtype(np.float32) if input_dtype == np.float32 else np.dtype(np.float64)
-
-    def _validate_dask(self, X, reset):
-        """Shape, dtype and feature checks for dask input (values are checked in a pass)."""
-        if X.ndim != 2:
-            raise ValueError(
-                f"Expected 2D array, got {X.ndim}D array instead. Reshape your data either "
-                "using array.reshape(-1, 1) if your data has a single feature or "
-                "array.reshape(1, -1) if it contains a single sample.")
-        # sklearn's own checks of feature names and n_features, so that every mismatch
-        # (and the fitted-with/without-names warnings) reads as sklearn's; a dask
-        # DataFrame is checked through its empty pandas meta, so nothing is computed.
-        if _is_dask_dataframe(X):
-            validate_data(self, X._meta, reset=reset, skip_check_array=True)
-            X = X.to_dask_array(lengths=True)
-        else:
-            validate_data(self, X, reset=reset, skip_check_array=True)
-        if any(math.isnan(c) for c in X.chunks[0]):
-            logger.info("dask input has unknown chunk sizes: computing them (one pass)")
-            X = X.compute_chunk_sizes()
-        if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-            raise ValueError(f"dtype='numeric' is not compatible with arrays of dtype {X.dtype}. "
-                             "Cast the features to float before fitting.")
-        n_samples, n_features = X.shape
-        if reset:
-            if n_samples < 2:
-                raise ValueError(
-                    f"Found array with {n_samples} sample(s) (shape={X.shape}) while a minimum "
-                    "of 2 is required by GaussianMixture.")
-            if n_features < 1:
-                raise ValueError(
-                    f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 "
-                    "is required by GaussianMixture.")
-        dtype = self._compute_dtype(X.dtype)
-        return X.astype(dtype) if X.dtype != dtype else X
-
-    def _validate_X(self, X, reset):
-        if is_dask_collection(X):
-            return self._validate_dask(X, reset)
-        kwargs = {"ensure_min_samples": 2} if reset else {}
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset, **kwargs)
-        dtype = self._compute_dtype(X.dtype)
-        return X.astype(dtype) if X.dtype != dtype else X
-
     def _check_init_arrays(self, n_features):
         weights = means = precisions = None
         if self.weights_init is not None:
@@ -223,18 +149,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # -------------------------------------------------------------- fitting
 
-    def _fit(self, X):
+    def _fit(self, X, sample_weight=None):
         """Fit and return the chunked, validated data (for a final prediction)."""
         validate_params(self)
         X = self._validate_X(X, reset=True)
         n_samples, n_features = X.shape
+        sample_weight = check_sample_weight(sample_weight, X)
         if n_samples < self.n_components:
             raise ValueError(
                 "Expected n_samples >= n_components "
                 f"but got n_components = {self.n_components}, n_samples = {n_samples}")
         weights_init, means_init, precisions_init = self._check_init_arrays(n_features)
         dtype = X.dtype
-        data = ChunkedData(X, persist=self.persist, split_every=self.split_every)
+        data = ChunkedData(X, sample_weight=sample_weight, persist=self.persist,
+                           split_every=self.split_every)
         if self.warm_start and hasattr(self, "converged_"):
             starts = [Start(state=EMState(
                 self.covariance_type, self.reg_covar, self.tol, self.max_iter, self.weights_,
@@ -253,8 +181,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         # for NaN, which would otherwise surface as an "ill-defined covariance" error.
         fitted = fit_states(
             data, starts, dtype, tol=self.tol, max_iter=self.max_iter,
-            check_finite=lambda describe: _check_finite(describe["n_nan"],
-                                                        describe["n_inf"], dtype),
+            check_finite=lambda describe: check_described(
+                describe, dtype, self.n_components, data.weighted),
             on_start=lambda i, state: self._print_verbose_msg_init_beg(i),
             on_iteration=self._print_verbose_msg_iter_end,
             on_end=(lambda i, state: self._print_verbose_msg_init_end(
@@ -272,43 +200,70 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,  # the user's fit / fit_predict call
             )
-        self._set_fitted(best.parameters(), **history)
+        self._set_fitted(best.parameters(), dtype=dtype, **history)
         self.n_passes_ = data.n_passes
         return X
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Estimate model parameters with the EM algorithm.
 
         Parameters
         ----------
         X : array-like, dask array or dask DataFrame of shape (n_samples, n_features)
         y : Ignored
+        sample_weight : array-like, dask array or float, default=None
+            Frequency weights of shape (n_samples,), non-negative, not all zero: a row of
+            integer weight w counts as w copies of it, a row of weight 0 as none. With
+            dask X, a dask array of weights is rechunked to X's rows.
 
         Returns
         -------
         self : object
             The fitted mixture.
         """
-        self._fit(X)
+        self._fit(X, sample_weight)
         return self
 
-    def fit_predict(self, X, y=None):
-        """Fit, then predict the most probable component of each row of X.
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit (with ``sample_weight`` as :meth:`fit`), then predict the most probable
+        component of each row of X.
 
         Returns
         -------
         labels : ndarray or dask array of shape (n_samples,)
             Lazy (chunked like X) when X is a dask collection.
         """
-        X = self._fit(X)
+        X = self._fit(X, sample_weight)
         return self._apply(X, _kernels.predict_chunk, "labels", validated=True)
 
-    def _set_fitted(self, params, *, converged, n_iter, lower_bound, lower_bounds):
-        """Set the fitted parameters and history: the one place they are set."""
-        for name, value in zip(PARAMETERS, params, strict=True):
-            setattr(self, f"{name}_", np.asarray(value, np.float64))
-        self.precisions_ = _covariance.precisions_from_cholesky(self.precisions_cholesky_,
-                                                                self.covariance_type)
+    def _set_parameters(self, params, dtype=None):
+        """Set ``(weights, means, covariances, precisions_cholesky)`` and ``precisions_``
+        (scikit-learn's hook of the same name).
+
+        Computed in float64; the attributes are in ``dtype`` (None: that of the given
+        precisions_cholesky). A fit passes its compute dtype: float32 input keeps float32
+        attributes, as in sklearn since 1.6.
+        """
+        dtype = np.asarray(params[-1]).dtype if dtype is None else dtype
+        params = [np.asarray(value, np.float64) for value in params]
+        precisions = _covariance.precisions_from_cholesky(params[-1], self.covariance_type)
+        for name, value in zip((*PARAMETERS, "precisions"), (*params, precisions), strict=True):
+            setattr(self, f"{name}_", value.astype(dtype, copy=False))
+
+    def _initialize(self, X, resp):
+        """Initial parameters from responsibilities ``resp`` of shape (n_samples, K) on a
+        numpy ``X`` (scikit-learn's hook of the same name: a given ``weights_init``,
+        ``means_init`` or ``precisions_init`` replaces the estimate, unchecked)."""
+        X = np.asarray(X)
+        job = InitJob(np.shape(resp)[1], self.covariance_type, self.init_params, 0,
+                      self.reg_covar, self.weights_init, self.means_init, self.precisions_init)
+        params = parameters_from_resp(X, resp, job, float(np.finfo(X.dtype).eps))
+        self._set_parameters([params[name] for name in PARAMETERS], dtype=X.dtype)
+
+    def _set_fitted(self, params, *, converged, n_iter, lower_bound, lower_bounds,
+                    dtype=np.float64):
+        """Set the fitted parameters (in ``dtype``) and history: the one place they are set."""
+        self._set_parameters(params, dtype)
         self.converged_ = bool(converged)
         self.n_iter_ = int(n_iter)
         self.lower_bound_ = float(lower_bound)
@@ -336,129 +291,29 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return _kernels.prepare_model(self.weights_, self.means_, self.precisions_cholesky_,
                                       self.covariance_type, dtype)
 
-    def _apply(self, X, kernel, kind, validated=False):
-        check_is_fitted(self)
-        if not validated:
-            X = self._validate_X(X, reset=False)
-        model = self._model(X.dtype)
-        if not is_dask_collection(X):
-            return kernel(X, model)
-        X = X.rechunk({1: -1})
-        if kind == "proba":
-            return X.map_blocks(_finite_block, model, kernel, dtype=X.dtype,
-                                chunks=(X.chunks[0], (self.n_components,)))
-        dtype = np.int64 if kind == "labels" else X.dtype
-        return X.map_blocks(_finite_block, model, kernel, dtype=dtype, drop_axis=1)
-
-    def predict(self, X):
-        """Predict the most probable component of each row.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,), or a dask array chunked like X
-        """
-        return self._apply(X, _kernels.predict_chunk, "labels")
-
-    def predict_proba(self, X):
-        """Posterior probability of each component for each row.
-
-        Returns
-        -------
-        resp : ndarray of shape (n_samples, n_components), or a dask array chunked like X
-        """
-        return self._apply(X, _kernels.predict_proba_chunk, "proba")
-
-    def score_samples(self, X):
-        """Log-likelihood of each row under the model.
-
-        Returns
-        -------
-        log_prob : ndarray of shape (n_samples,), or a dask array chunked like X
-        """
-        return self._apply(X, _kernels.score_samples_chunk, "score")
-
-    def score(self, X, y=None):
-        """Per-sample average log-likelihood of X (a float; computes for dask input)."""
-        log_prob = self.score_samples(X)
-        if is_dask_collection(log_prob):
-            return float(log_prob.mean(dtype=np.float64).compute())
-        return float(np.mean(log_prob, dtype=np.float64))
-
     def _n_parameters(self):
         return _covariance.n_parameters(self.covariance_type, self.n_components,
                                         self.means_.shape[1])
 
-    def _n_samples(self, X):
-        return int(X.shape[0]) if not _is_dask_dataframe(X) else int(
-            X.map_partitions(len).sum().compute())
+    def _log_likelihood(self, X, sample_weight):
+        """(total log-likelihood of X, rows): with weights, the weighted total and the
+        rows of positive weight."""
+        if sample_weight is None:
+            n = self._n_samples(X)
+            return self.score(X) * n, n
+        log_likelihood, _, n_positive = _weighted_sums(self.score_samples(X), sample_weight)
+        return log_likelihood, n_positive
 
-    def bic(self, X):
-        """Bayesian information criterion on X (lower is better)."""
-        n = self._n_samples(X)
-        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+    def bic(self, X, sample_weight=None):
+        """Bayesian information criterion on X (lower is better).
 
-    def aic(self, X):
-        """Akaike information criterion on X (lower is better)."""
-        n = self._n_samples(X)
-        return -2 * self.score(X) * n + 2 * self._n_parameters()
-
-    def sample(self, n_samples=1):
-        """Generate random samples from the fitted mixture (as sklearn, on the client).
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        y : ndarray of shape (n_samples,)
+        With ``sample_weight``: -2 sum(w log p(x)) + n_parameters log(rows of w > 0).
         """
-        check_is_fitted(self)
-        if n_samples < 1:
-            raise ValueError(
-                "Invalid value for 'n_samples': %d . The sampling requires at "
-                "least one sample." % (self.n_components))
-        _, n_features = self.means_.shape
-        rng = check_random_state(self.random_state)
-        n_samples_comp = rng.multinomial(n_samples, self.weights_)
-        if self.covariance_type == "full":
-            X = np.vstack([rng.multivariate_normal(mean, covariance, int(sample))
-                           for mean, covariance, sample in
-                           zip(self.means_, self.covariances_, n_samples_comp)])
-        elif self.covariance_type == "tied":
-            X = np.vstack([rng.multivariate_normal(mean, self.covariances_, int(sample))
-                           for mean, sample in zip(self.means_, n_samples_comp)])
-        else:
-            X = np.vstack([mean + rng.standard_normal(size=(sample, n_features))
-                           * np.sqrt(covariance)
-                           for mean, covariance, sample in
-                           zip(self.means_, self.covariances_, n_samples_comp)])
-        y = np.concatenate([np.full(sample, j, dtype=np.int64)
-                            for j, sample in enumerate(n_samples_comp)])
-        return X, y
+        log_likelihood, n = self._log_likelihood(X, sample_weight)
+        return -2 * log_likelihood + self._n_parameters() * math.log(n)
 
-    # ------------------------------------------------------------- progress
+    def aic(self, X, sample_weight=None):
+        """Akaike information criterion on X (lower is better); weighted as :meth:`bic`."""
+        log_likelihood, _ = self._log_likelihood(X, sample_weight)
+        return -2 * log_likelihood + 2 * self._n_parameters()
 
-    def _print_verbose_msg_init_beg(self, n_init):
-        if self.verbose >= 1:
-            print("Initialization %d" % n_init)
-        if self.verbose >= 2:
-            self._init_prev_time = time.time()
-            self._iter_prev_time = self._init_prev_time
-
-    def _print_verbose_msg_iter_end(self, state, change, seconds):
-        n_iter = state.n_iter
-        if not self.verbose or n_iter % self.verbose_interval:
-            return
-        prefix = f"[{state.name}] " if state.name else ""
-        if self.verbose == 1:
-            print(f"  {prefix}Iteration {n_iter}")
-        else:
-            print("  %sIteration %d\t time lapse %.5fs\t ll change %.5f"
-                  % (prefix, n_iter, seconds, change))
-
-    def _print_verbose_msg_init_end(self, lb, init_has_converged, index):
-        converged_msg = "converged" if init_has_converged else "did not converge"
-        if self.verbose == 1:
-            print(f"Initialization {converged_msg}.")
-        elif self.verbose >= 2:
-            t = time.time() - self._init_prev_time
-            print(f"Initialization {converged_msg}. time lapse {t:.5f}s\t lower bound"
-                  f" {lb:.5f}.")
