@@ -245,6 +245,8 @@ def fit_to_staging(config, schema, run_id):
     started = time.perf_counter()
     model_cfg = config.model
     table = committed = None
+    if config.output.format == "delta":  # before the passes, not after
+        delta.check_partitioning(config.output, schema.partition_keys)
     try:
         with connect(config.cluster):
             t = time.perf_counter()
