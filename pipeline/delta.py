@@ -196,6 +196,21 @@ def check_ledger(output_config, entries):
     return entries
 
 
+def check_partitioning(output_config, keys):
+    """The published assignments table (None if there is none), refused when it is
+    partitioned by other keys than the run's input: delta-rs cannot repartition a table
+    in a commit."""
+    published = _open(output_url(output_config), output_config.storage_options,
+                      "output.path")
+    if published is not None:
+        columns = list(published.metadata().partition_columns)
+        if columns != list(keys):
+            raise DataError(f"output.path: the Delta table {output_url(output_config)!r} is "
+                            f"partitioned by {columns}, this run's input by {list(keys)}; "
+                            "write to another output.path, or remove the table to start anew")
+    return published
+
+
 class OutputTable:
     """The assignments table of one run's output: where its data files go, its commit.
 
@@ -222,15 +237,9 @@ class OutputTable:
     def prepare(self, keys):
         """Before any data file is written: refuse a published table partitioned by other
         keys; on a local disk, hard-link the published table into the staging folder."""
-        published = _open(output_url(self.config), self.config.storage_options,
-                          "output.path")
+        published = check_partitioning(self.config, keys)
         if published is None:
             return
-        columns = list(published.metadata().partition_columns)
-        if columns != list(keys):
-            raise DataError(f"output.path: the Delta table {output_url(self.config)!r} is "
-                            f"partitioned by {columns}, this run's input by {list(keys)}; "
-                            "write to another output.path, or remove the table to start anew")
         self.previous_version = published.version()
         if self.local:
             fs, root = filesystem(output_url(self.config), self.config.storage_options)

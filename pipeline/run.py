@@ -269,6 +269,8 @@ def fit_to_staging(config, schema, run_id):
     target = Target(config.output, run_id)
     model_cfg = config.model
     table = committed = None
+    if config.output.format == "delta":  # before the passes, not after
+        delta.check_partitioning(config.output, schema.partition_keys)
     try:
         with connect(config.cluster):
             laps.lap("cluster")

@@ -217,15 +217,14 @@ def test_a_failed_run_leaves_the_delta_table_at_its_version(tmp_path, lake, clus
 def test_a_table_partitioned_otherwise_is_refused(tmp_path, lake, cluster2):
     address = cluster2.scheduler_address
     run.execute(_config(lake, tmp_path / "out", address), run.FIT)
-    flat = _config(lake, tmp_path / "out", address, source={"partitioning": "none",
-                                                            "passthrough": ["id"]},
-                   output={"mode": "overwrite"})
+    flat = {"source": {"partitioning": "none", "passthrough": ["id"]},
+            "output": {"mode": "overwrite"}}
+    # refused before the fit: no cluster is reached (there is none at that address)
     with pytest.raises(DataError, match=r"partitioned by \['day', 'region'\]"):
-        run.execute(flat, run.FIT)
+        run.execute(_config(lake, tmp_path / "out", "tcp://127.0.0.1:9", **flat), run.FIT)
     assert DeltaTable(str(tmp_path / "out" / "assignments")).version() == 0
     # unpartitioned input, unpartitioned table
-    run.execute(flat.model_copy(update={"output": flat.output.model_copy(
-        update={"path": str(tmp_path / "flat")})}), run.FIT)
+    run.execute(_config(lake, tmp_path / "flat", address, **flat), run.FIT)
     table = DeltaTable(str(tmp_path / "flat" / "assignments"))
     assert table.metadata().partition_columns == []
     assert table.to_pyarrow_table().num_rows == 1200
