@@ -71,7 +71,7 @@ def test_hive_partitions_in_and_out(tmp_path, lake, cluster2):
     assert summary["files"] == {"selected": 6, "listed": 6}
     # partition keys are folder names, not columns inside the files, and not features
     assert pq.read_schema(out / outputs[0]).names == ["id", "cluster", "prob_0", "prob_1",
-                                                      "prob_2", "log_density"]
+                                                      "prob_2", "log_density", "outlier"]
     assert summary["features"] == ["x0", "x1"]
     # read back as one table with the keys restored, joinable on the passthrough keys
     got = ds.dataset(out, format="parquet", partitioning="hive").to_table().to_pandas()

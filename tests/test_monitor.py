@@ -135,7 +135,10 @@ def test_a_damaged_baseline_is_named(tmp_path, fitted, damage, needle):
 # ------------------------------------------------------------------ figures and verdict
 
 
-def _figures(estimator, base, X, settings=Monitor()):
+DEFAULTS = Monitor()
+
+
+def _figures(estimator, base, X, settings=DEFAULTS):
     """Score X as a run does (the outlier column and the sums of one file)."""
     model = _kernels.prepare_model(estimator.weights_, estimator.means_,
                                    estimator.precisions_cholesky_, estimator.covariance_type,
