@@ -111,6 +111,7 @@ def _print_summary(summary, stream=sys.stdout):
         f"{chosen['n_iter']} iterations, {'converged' if chosen['converged'] else 'NOT converged'}",
         "  clusters      " + ", ".join(f"{c['cluster']}: {c['size']:,} ({c['weight']:.1%})"
                                        for c in summary["clusters"]),
+        *_baseline_line(summary),
         "  best by " + criterion.upper() + ":  "
         + ", ".join(f"{c['name']} {c[criterion]:,.0f}" for c in ranked[:4]),
         "  time          " + _time_line(summary),
@@ -119,6 +120,18 @@ def _print_summary(summary, stream=sys.stdout):
         "",
     ]
     print("\n".join(lines), file=stream)
+
+
+def _baseline_line(summary):
+    f = (summary.get("monitor") or {}).get("figures")
+    if not f:
+        return []
+    return [f"  baseline      mean log-density {f['mean_log_density']:.2f}; "
+            f"{f['outliers']:,} rows ({f['outlier_rate']:.1%}) below the training "
+            f"{f['outlier_quantile'] * 100:g}% log-density {f['outlier_threshold']:.2f} are "
+            "outliers"
+            + (f"; warm start from {summary['warm_start']}" if summary.get("warm_start")
+               else "")]
 
 
 def prefect_configured():

@@ -117,7 +117,7 @@ def decide(settings, verdict, base, now=None):
     if reasons:
         return Decision(True, " and ".join(reasons))
     return Decision(False, "the new rows look like the training data (no threshold passed)"
-                    if verdict["checks"] else "no rows were scored")
+                    if verdict["checks"] else "nothing to judge (no rows, or no baseline)")
 
 
 def refit_config(config, estimator, model_path, features):

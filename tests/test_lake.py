@@ -246,3 +246,4 @@ def test_scoring_checks_each_file_as_it_reads_it(tmp_path, lake, cluster2):
     out = pq.read_table(tmp_path / "scores" / "assignments" / "day=2026-12-01" / "region=eu"
                         / "part-0.parquet")
     assert out.column("cluster").null_count == 1
+    assert out.column("outlier").null_count == 1

@@ -327,3 +327,29 @@ def test_history_round_trip_and_a_damaged_history(tmp_path, fitted):
     (tmp_path / ".out.staging-run1" / "monitor" / "history.parquet").write_bytes(b"nonsense")
     with pytest.raises(DataError, match="history.parquet: not a readable monitor history"):
         history.read_history(published)
+
+
+# ------------------------------------------------------------------ the refit decision
+
+
+def test_the_refit_decision():
+    import datetime as dt
+
+    from pipeline.config import Refit
+    from pipeline.refit import decide
+
+    now = dt.datetime(2026, 12, 31, tzinfo=dt.UTC)
+    base = {"window": {"fitted_at": "2026-12-01T00:00:00+00:00"}}
+    quiet = {"refit_recommended": False, "reasons": [], "checks": {"psi": {}}}
+    alarm = {"refit_recommended": True, "reasons": ["..."], "checks": {"psi": {}}}
+    assert not decide(Refit(), quiet, base, now).refit
+    assert decide(Refit(), alarm, base, now).why == "the verdict recommends it"
+    old = decide(Refit(max_age="4w"), quiet, base, now)
+    assert old.refit and old.why == ("the model is 30.0 days old, older than refit.max_age "
+                                     "4w")
+    assert not decide(Refit(max_age="31d"), quiet, base, now).refit
+    assert decide(Refit(mode="always"), quiet, base, now).refit
+    never = decide(Refit(mode="never", max_age="1h"), alarm, base, now)
+    assert not never.refit and never.why == ("refit.mode is never (the verdict recommends a "
+                                             "refit)")
+    assert not decide(Refit(max_age="1h"), quiet, {}, now).refit  # a model of unknown age
