@@ -86,7 +86,7 @@ def _time_line(summary):
     return ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()) + f"; total {total:.1f} s"
 
 
-def _print_summary(summary, stream=sys.stdout):
+def _print_summary(summary, stream=sys.stdout, command="run"):
     if summary.get("skipped"):
         print(f"skipped: {summary['output']} already holds a complete run of this config",
               file=stream)
@@ -97,7 +97,7 @@ def _print_summary(summary, stream=sys.stdout):
                     key=lambda c: c[criterion])
     lines = [
         "",
-        f"mixlake run {summary['run_id']}  (config {summary['config_hash']})",
+        f"mixlake {command} {summary['run_id']}  (config {summary['config_hash']})",
         f"  rows          {summary['n_rows']:,} in {len(summary['features'])} features"
         + (f", {summary['rows_dropped']:,} dropped (null cluster)"
            if summary["rows_dropped"] else ""),
@@ -217,7 +217,7 @@ def monitor_lines(summary, indent):
         f"({f['outliers']:,}); PSI {f['psi']:.3f}; largest feature shift "
         f"{f['max_feature_shift_feature']} {f['max_feature_shift']:+.2f} SDs"
         + (f"; component {k}'s rows moved {f['moved_component_sd']:.1f} SDs"
-           if k is not None else ""),
+           if k is not None and verdict["refit_recommended"] else ""),
         f"{indent}verdict " + ("REFIT RECOMMENDED" if verdict["refit_recommended"]
                                else "no refit needed: every figure within its threshold"),
     ]
@@ -239,7 +239,7 @@ def _cmd_update(args):
               f"model {summary['model_id']}; nothing written\n  output  {summary['output']}\n")
         return
     if action == "fit":
-        _print_summary(summary)
+        _print_summary(summary, command="update")
         print(f"  update  {summary['why']}; the monitor history starts here\n")
         return
     files = summary["files"]
@@ -257,7 +257,7 @@ def _cmd_update(args):
                      f"{chosen['n_iter']} iterations, {new['passes']} passes -> model "
                      f"{new['model_id']}; rescored {summary['rows_out']:,} rows")
     else:
-        lines.append(f"  action  model {summary['model_id']} kept ({summary['why']})")
+        lines.append(f"  action  model {summary['model_id']} kept: {summary['why']}")
     lines += [f"  output  {summary['output']}", ""]
     print("\n".join(lines))
 

@@ -116,7 +116,7 @@ def decide(settings, verdict, base, now=None):
                        f"{settings.max_age}")
     if reasons:
         return Decision(True, " and ".join(reasons))
-    return Decision(False, "the new rows look like the training data (no threshold passed)"
+    return Decision(False, "the new rows look like the training data: no threshold passed"
                     if verdict["checks"] else "nothing to judge (no rows, or no baseline)")
 
 

@@ -300,7 +300,11 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
         target.write_text("config.yaml", dump_config(config))
         figures, _ = monitor.measure(config.monitor, {"baseline": base,
                                                       "features": dataset.features},
-                                     estimator, partitions, watch)
+                                     estimator, partitions, watch, log=False)
+        logger.info("training baseline: mean log-density %.3f (SD %.3f); %d rows below the "
+                    "%g%% quantile %.3f are outliers", base["log_density"]["mean"],
+                    base["log_density"]["std"], figures["outliers"],
+                    100 * config.monitor.outlier_quantile, watch.threshold)
         summary["monitor"] = {"figures": figures}  # the training rows, against themselves
         laps.lap("report")
         summary["timings"] = laps.rounded()

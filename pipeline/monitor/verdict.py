@@ -189,7 +189,7 @@ def watch_of(meta, settings):
     return watch(meta["baseline"], settings.outlier_quantile)
 
 
-def measure(settings, meta, estimator, partitions, run_watch):
+def measure(settings, meta, estimator, partitions, run_watch, log=True):
     """The JSON-able figures of the rows a run scored (the ``monitor`` sums of its
     partitions) against the model's baseline, and the verdict; figures are None without
     a baseline or rows.
@@ -202,6 +202,8 @@ def measure(settings, meta, estimator, partitions, run_watch):
     partitions : list of dict
         Of :func:`pipeline.assign.write_assignments`.
     run_watch : Watch or None
+    log : bool
+        Log the figures and the verdict (one line).
     """
     totals = merge(p.get("monitor") for p in partitions)
     result = None
@@ -209,7 +211,7 @@ def measure(settings, meta, estimator, partitions, run_watch):
         result = json_safe(figures(meta["baseline"], totals, estimator, list(meta["features"]),
                                    settings.outlier_quantile, run_watch.threshold))
     judged = verdict(result, settings)
-    if result is not None:
+    if result is not None and log:
         logger.info("monitor: %d rows, mean log-density %.3f (training %.3f), outliers %.2f%%,"
                     " PSI %.4f: %s", result["rows"], result["mean_log_density"],
                     result["training_mean_log_density"], 100 * result["outlier_rate"],
