@@ -245,3 +245,51 @@ def test_the_update_flow_publishes_figures_and_verdict(prefect_harness, tmp_path
     assert kinds == {"monitor-figures": "table", "monitor-verdict": "markdown"}
     verdict = [a for a in artifacts if a.key == "monitor-verdict"]
     assert any("refit recommended: yes" in a.data and "moved most" in a.data for a in verdict)
+
+
+@pytest.fixture
+def s3_output(monkeypatch):
+    """moto's S3 server on loopback, its credentials in the environment (set before the
+    run's own LocalCluster starts, so its workers inherit them)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                           AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint).items():
+        monkeypatch.setenv(key, value)
+    import boto3
+    import s3fs
+
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lake")
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        yield "s3://lake/nightly"
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_update_on_an_object_store(tmp_path, lake, s3_output):
+    """The model, report and monitor records carried by server-side copies; the run's
+    files under runs/<run id>/, the manifest last."""
+    import s3fs
+
+    config = load_config(_config_file(tmp_path, lake, None, output={"path": s3_output},
+                                      cluster={"address": None, "n_workers": 1}))
+    assert run.execute(config, run.UPDATE)["action"] == "fit"
+    _write_days(lake, [DAYS[2]], seed=5)
+    assert run.execute(config, run.UPDATE)["action"] == "kept"
+    _drifted_day(lake, "2026-12-01")
+    refit = run.execute(config, run.UPDATE)
+    assert refit["action"] == "refit"
+    fs = s3fs.S3FileSystem()
+    manifest = json.loads(fs.cat(f"{s3_output}/_SUCCESS.json"))
+    prefix = f"{s3_output}/{manifest['prefix']}"
+    history = pq.read_table(fs.open(f"{prefix}/monitor/history.parquet")).to_pylist()
+    assert [r["action"] for r in history] == ["fit", "kept", "refit"]
+    assert len(fs.glob(f"{prefix}/monitor/*.json")) == 3
+    assert fs.exists(f"{prefix}/model/model.json") and fs.exists(f"{prefix}/report/report.md")
+    assert manifest["model_id"] == refit["new_model_id"]
