@@ -1,4 +1,4 @@
-"""The ``mixlake`` command: run, score, demo, validate, serve.
+"""The ``mixlake`` command: run, score, update, monitor, demo, validate, serve, deploy.
 
 The application on top of the library: it configures logging, parses the config once,
 and runs the steps of :mod:`pipeline.run` as the Prefect flows of this package. It lives
@@ -9,6 +9,7 @@ Prefect is imported only by the subcommands that run flows.
 """
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -98,7 +99,7 @@ def _time_line(summary):
     return ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()) + f"; total {total:.1f} s"
 
 
-def _print_summary(summary, stream=sys.stdout):
+def _print_summary(summary, stream=sys.stdout, command="run"):
     if summary.get("skipped"):
         print(f"skipped: {summary['output']} already holds a complete run of this config",
               file=stream)
@@ -109,7 +110,7 @@ def _print_summary(summary, stream=sys.stdout):
                     key=lambda c: c[criterion])
     lines = [
         "",
-        f"mixlake run {summary['run_id']}  (config {summary['config_hash']})",
+        f"mixlake {command} {summary['run_id']}  (config {summary['config_hash']})",
         f"  rows          {summary['n_rows']:,} in {len(summary['features'])} features"
         + (f", {summary['rows_dropped']:,} dropped (null cluster)"
            if summary["rows_dropped"] else ""),
@@ -126,6 +127,7 @@ def _print_summary(summary, stream=sys.stdout):
         *([f"  weighted      {summary['n_weighted']} of {chosen['n_components']} components "
            f"carry weight > {summary['weight_threshold']:g}"]
           if summary.get("kind") == "bayesian" else []),
+        *_baseline_line(summary),
         "  best by " + criterion.upper() + ":  "
         + ", ".join(f"{c['name']} {c[criterion]:,.0f}" for c in ranked[:4]),
         "  time          " + _time_line(summary),
@@ -134,6 +136,18 @@ def _print_summary(summary, stream=sys.stdout):
         "",
     ]
     print("\n".join(lines), file=stream)
+
+
+def _baseline_line(summary):
+    f = (summary.get("monitor") or {}).get("figures")
+    if not f:
+        return []
+    return [f"  baseline      mean log-density {f['mean_log_density']:.2f}; "
+            f"{f['outliers']:,} rows ({f['outlier_rate']:.1%}) below the training "
+            f"{f['outlier_quantile'] * 100:g}% log-density {f['outlier_threshold']:.2f} are "
+            "outliers"
+            + (f"; warm start from {summary['warm_start']}" if summary.get("warm_start")
+               else "")]
 
 
 def prefect_configured():
@@ -161,6 +175,8 @@ def _execute(args, config, config_path, job_name):
     if args.prefect or prefect_configured():
         if job_name == "fit":
             from flows.fit import fit_flow as flow
+        elif job_name == "update":
+            from flows.update import update_flow as flow
         else:
             from flows.score import score_flow as flow
         _setup_logging(args, prefect=True)
@@ -168,7 +184,8 @@ def _execute(args, config, config_path, job_name):
     else:
         _setup_logging(args, prefect=False)
         try:
-            summary = run.execute(config, run.FIT if job_name == "fit" else run.SCORE)
+            job = {"fit": run.FIT, "score": run.SCORE, "update": run.UPDATE}[job_name]
+            summary = run.execute(config, job)
         finally:
             _close_logging()
     return {**summary, "started_after": started_after}
@@ -195,8 +212,90 @@ def _cmd_score(args):
         return
     print(f"\nscored {summary['rows_out']:,} rows (rows in {summary['rows_in']:,}) with "
           f"model {summary['model_id']}\n  files   {files['scored']:,} scored, "
-          f"{files['unchanged']:,} unchanged (skipped), {files['removed']:,} removed\n"
-          f"  output  {summary['output']}\n")
+          f"{files['unchanged']:,} unchanged (skipped), {files['removed']:,} removed")
+    print("\n".join(monitor_lines(summary, "  ")))
+    print(f"  output  {summary['output']}\n")
+
+
+def monitor_lines(summary, indent):
+    """The monitor's figures and verdict of a run, as summary lines."""
+    from pipeline.monitor.history import PLOT
+
+    monitored = summary.get("monitor") or {}
+    f, verdict = monitored.get("figures"), monitored.get("verdict")
+    if not f:
+        return []
+    k = f["moved_component"]
+    lines = [
+        f"{indent}monitor {f['rows']:,} rows: mean log-density {f['mean_log_density']:.2f} "
+        f"(training {f['training_mean_log_density']:.2f}: {-f['loglik_drop']:+.2f} nats/row, "
+        f"{-f['loglik_drop_sd']:+.2f} SDs); outliers {f['outlier_rate']:.1%} "
+        f"({f['outliers']:,}); PSI {f['psi']:.3f}; largest feature shift "
+        f"{f['max_feature_shift_feature']} {f['max_feature_shift']:+.2f} SDs"
+        + (f"; component {k}'s rows moved {f['moved_component_sd']:.1f} SDs"
+           if k is not None and verdict["refit_recommended"] else ""),
+        f"{indent}verdict " + ("REFIT RECOMMENDED" if verdict["refit_recommended"]
+                               else "no refit needed: every figure within its threshold"),
+    ]
+    lines += [f"{indent}  - {reason}" for reason in verdict["reasons"]]
+    lines.append(f"{indent}plot    {os.path.join(summary['output'], PLOT)}")
+    return lines
+
+
+def _cmd_update(args):
+    overrides = [*args.set, "output.mode=overwrite"] if args.full else args.set
+    config = load_config(args.config, overrides)
+    summary = _execute(args, config, args.config, "update")
+    if summary.get("skipped"):
+        print(f"skipped: {summary['output']} already holds a complete run of this config")
+        return
+    action = summary["action"]
+    if action == "none":
+        print(f"\nnothing new: {summary['files']['unchanged']:,} file(s) already scored by "
+              f"model {summary['model_id']}; nothing written\n  output  {summary['output']}\n")
+        return
+    if action == "fit":
+        _print_summary(summary, command="update")
+        print(f"  update  {summary['why']}; the monitor history starts here\n")
+        return
+    files = summary["files"]
+    lines = ["", f"mixlake update {summary['run_id']}",
+             f"  scored  {files['scored']:,} new or changed file(s) with model "
+             f"{summary['model_id']}, {files['unchanged']:,} unchanged, "
+             f"{files['removed']:,} removed"]
+    lines += monitor_lines(summary, "  ")
+    if action == "refit":
+        new = summary["refit"]
+        how = (f"warm start from {new['warm_start']}" if new["warm_start"]
+               else "the model grid, cold")
+        chosen = next(c for c in new["candidates"] if c["name"] == new["chosen"])
+        lines.append(f"  action  REFIT ({summary['why']}): {how}, {new['chosen']}, "
+                     f"{chosen['n_iter']} iterations, {new['passes']} passes -> model "
+                     f"{new['model_id']}; rescored {summary['rows_out']:,} rows")
+    else:
+        lines.append(f"  action  model {summary['model_id']} kept: {summary['why']}")
+    lines += [f"  output  {summary['output']}", ""]
+    print("\n".join(lines))
+
+
+def _cmd_monitor(args):
+    from pipeline.monitor import history
+    from pipeline.output import Target
+
+    config = load_config(args.config, args.set)
+    published = Target(config.output, "read").published()
+    table = history.read_history(published)
+    if table is None or table.num_rows == 0:
+        print(f"no monitor history in {config.output.path} yet: run mixlake update (or "
+              "mixlake score) first")
+        return
+    print("\n".join(["", *history.table_text(table, args.last), ""]))
+    latest = table.to_pylist()[-1]
+    entry = json.loads(published.read_text(f"{history.FOLDER}/{latest['run_id']}.json"))
+    summary = {"output": config.output.path, "monitor": entry}
+    print(f"latest: run {entry['run_id']} ({entry['time'][:19]}), {entry['action']}"
+          + (f" ({entry['why']})" if entry["why"] else ""))
+    print("\n".join(monitor_lines(summary, "  ")) + "\n")
 
 
 def _cmd_demo(args):
@@ -231,14 +330,14 @@ def _cmd_serve(args):
     from flows.deploy import serve
 
     _setup_logging(args, prefect=True)
-    serve(args.config, list(args.set))
+    serve(args.config, list(args.set), flow=args.flow)
 
 
 def _cmd_deploy(args):
     from flows.deploy import deploy
 
     _setup_logging(args, prefect=True)
-    print(deploy(args.config, list(args.set), work_pool=args.pool))
+    print(deploy(args.config, list(args.set), work_pool=args.pool, flow=args.flow))
 
 
 def build_parser():
@@ -277,13 +376,24 @@ def build_parser():
                              "to the source files it has not scored yet"))
     score.add_argument("--full", action="store_true",
                        help="rescore every file (output.mode: overwrite)")
+    update = with_prefect(add("update", _cmd_update, "the nightly job: score what is new with "
+                              "the output's model, monitor it, refit when the data ask"))
+    update.add_argument("--full", action="store_true",
+                        help="rescore every file with the current model (output.mode: "
+                             "overwrite)")
+    watch = add("monitor", _cmd_monitor, "print the output's monitor history and the latest "
+                "verdict (reads no data)")
+    watch.add_argument("--last", type=int, default=20, help="runs to show (default 20)")
     demo = with_prefect(add("demo", _cmd_demo, "write a demo data set and fit it",
                             config=False))
     demo.add_argument("--dir", default="mixlake-demo", help="where to put data and output")
     add("validate", _cmd_validate, "check a config and its input's schema, without fitting")
-    add("serve", _cmd_serve, "serve the fit flow on the config's cron schedule (Prefect)")
+    serve = add("serve", _cmd_serve, "serve a flow on the config's cron schedule (Prefect)")
     deploy = add("deploy", _cmd_deploy,
-                 "create or update the fit flow's deployment on a Prefect work pool")
+                 "create or update a flow's deployment on a Prefect work pool")
+    for p in (serve, deploy):
+        p.add_argument("--flow", choices=["fit", "update"], default="fit",
+                       help="the flow to schedule (default fit; update: the nightly job)")
     deploy.add_argument("--pool", default="mixlake", help="the work pool (default mixlake)")
     return parser
 

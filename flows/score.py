@@ -1,8 +1,10 @@
-"""The score flow: apply a saved model to the source partitions and publish the assignments."""
+"""The score flow: apply a saved model to the source partitions and publish the assignments;
+the monitor's figures and verdict as artifacts."""
 
 from prefect import flow
 
 from flows.tasks import as_task
+from flows.update import publish_monitor_artifacts
 from pipeline import run
 from pipeline.config import RunConfig, load_config
 
@@ -17,4 +19,5 @@ def score_flow(config_path: str, overrides: list[str] | None = None,
     if not summary.get("skipped"):
         print(f"scored {summary['rows_out']} rows with model {summary['model_id']} into "
               f"{config.output.path}")
+        publish_monitor_artifacts(summary)
     return summary

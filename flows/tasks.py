@@ -22,6 +22,7 @@ _TASKS = {
     # the math is not retried: a failure there is a bug or bad data, not a glitch
     "fit": task(name="fit", cache_policy=NO_CACHE)(_run_step),
     "score": task(name="score", cache_policy=NO_CACHE)(_run_step),
+    "update": task(name="update", cache_policy=NO_CACHE)(_run_step),
     "publish": task(name="publish", cache_policy=NO_CACHE, **IO_RETRIES)(_run_step),
 }
 

@@ -1,9 +1,10 @@
 """Assignments: score each input partition with a fitted model and write its result file.
 
 One task per input file, on the workers: read the file's passthrough and feature columns,
-compute the most likely component, the probabilities and the log-density of every row,
-and write ``assignments/<the input file's partition folders and name>`` with the rows in
-the input's order (rows in = rows out; rows with a non-finite feature get nulls).
+compute the most likely component, the probabilities and the log-density of every row
+(and whether it is an outlier), and write ``assignments/<the input file's partition
+folders and name>`` with the rows in the input's order (rows in = rows out; rows with a
+non-finite feature get nulls).
 Partition keys are not repeated inside the files: readers restore them from the folder
 names (``pyarrow.dataset.dataset(..., partitioning="hive")``, DuckDB, Spark, dask).
 """
@@ -24,10 +25,12 @@ PROGRESS = logging.getLogger("pipeline.progress")
 
 
 def assignment_table(X, passthrough_table, model, n_components, columns, mean=None,
-                     scale=None):
-    """The output rows of one partition: passthrough, cluster, prob_k, log_density.
+                     scale=None, watch=None, sums=None):
+    """The output rows of one partition: passthrough, cluster, prob_k, log_density, outlier.
 
     Rows whose features are not all finite (``nan_policy: drop``) get nulls.
+    ``watch`` (:class:`pipeline.monitor.Watch`) gives the outlier column its threshold;
+    ``sums`` (:class:`pipeline.monitor.Sums`), when given, gets the scored rows added.
     """
     from pipeline.mixture import _kernels
 
@@ -46,6 +49,8 @@ def assignment_table(X, passthrough_table, model, n_components, columns, mean=No
 
     labels = np.zeros(n, dtype=np.int32)
     labels[valid] = log_resp.argmax(axis=1)
+    if sums is not None:
+        sums.add(Xv, log_prob_norm, labels[valid])
     add("cluster", labels, pa.int32())
     if "probabilities" in columns:
         proba = np.zeros((n, n_components))
@@ -56,17 +61,22 @@ def assignment_table(X, passthrough_table, model, n_components, columns, mean=No
         density = np.zeros(n)
         density[valid] = log_prob_norm
         add("log_density", density, pa.float64())
+    if "outlier" in columns and watch is not None:
+        outlier = np.zeros(n, dtype=bool)
+        outlier[valid] = log_prob_norm < watch.threshold
+        add("outlier", outlier, pa.bool_())
     return pa.Table.from_arrays(arrays, names=names)
 
 
 def _write_part(path, part, features, passthrough, storage_options, model, n_components,
-                columns, target, mean, scale, nan_policy):
+                columns, target, mean, scale, nan_policy, watch=None):
     table = read_table(path, list(passthrough) + list(features), storage_options)
     X = features_from_table(table, features)
     if nan_policy == "error":  # when no scan pass checked the file before (scoring)
         check_finite(path, X, features)
+    sums = watch.sums(n_components) if watch is not None else None
     out = assignment_table(X, table.select(list(passthrough)), model, n_components, columns,
-                           mean, scale)
+                           mean, scale, watch, sums)
     with target.open(f"assignments/{part}", "wb") as handle:
         pq.write_table(out, handle)
         size = handle.tell()
@@ -77,7 +87,8 @@ def _write_part(path, part, features, passthrough, storage_options, model, n_com
               "cluster_counts": np.bincount(labels, minlength=n_components).tolist(),
               # what a table format's log records of the file (a Delta commit)
               "bytes": int(size), "mtime": int(time.time() * 1000), "schema": out.schema,
-              "stats": file_stats(out)}
+              "stats": file_stats(out),
+              "monitor": sums.stats() if sums is not None else None}
     del table, out
     release_arrow_memory()
     return result
@@ -113,7 +124,8 @@ def file_stats(table):
                           for name, column in zip(table.column_names, table.columns)}}
 
 
-def write_assignments(dataset, model, n_components, columns, target, target_options=None):
+def write_assignments(dataset, model, n_components, columns, target, target_options=None,
+                      watch=None):
     """Write one assignment file under ``target/assignments/`` per input file, on the
     workers (``dataset.outputs`` names them).
 
@@ -124,13 +136,16 @@ def write_assignments(dataset, model, n_components, columns, target, target_opti
         Prepared by :func:`pipeline.mixture._kernels.prepare_model`.
     target : pipeline.storage.Location or str
         The folder the run writes into (a str is read with ``target_options``).
+    watch : pipeline.monitor.Watch, optional
+        The model's baseline: the outlier column, and each file's monitoring sums.
 
     Returns
     -------
     partitions : list of dict
         Per input file: ``file``, ``part``, ``rows_in``, ``rows_out`` (equal),
-        ``rows_dropped``, ``cluster_counts``, and the file written: ``bytes``, ``mtime``
-        (ms), ``schema`` and ``stats`` (:func:`file_stats`).
+        ``rows_dropped``, ``cluster_counts``, ``monitor`` (the file's
+        :meth:`pipeline.monitor.Sums.stats`, or None without ``watch``), and the file
+        written: ``bytes``, ``mtime`` (ms), ``schema`` and ``stats`` (:func:`file_stats`).
     """
     import dask
 
@@ -139,7 +154,7 @@ def write_assignments(dataset, model, n_components, columns, target, target_opti
         dask.delayed(_write_part, pure=False)(
             f, part, dataset.features, dataset.passthrough, dataset.storage_options, model,
             n_components, list(columns), target, dataset.scaler_mean, dataset.scaler_scale,
-            dataset.nan_policy)
+            dataset.nan_policy, watch)
         for f, part in zip(dataset.files, dataset.outputs)
     ]
     results = _compute_with_progress(tasks)

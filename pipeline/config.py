@@ -31,7 +31,7 @@ from pipeline.mixture._init import INIT_METHODS
 
 SECRET_WORDS = ("secret", "password", "token", "key", "credential")
 # Column names the assignments output writes itself; a passthrough column must not shadow them.
-OUTPUT_COLUMNS = re.compile(r"cluster|log_density|prob_\d+")
+OUTPUT_COLUMNS = re.compile(r"cluster|log_density|outlier|prob_\d+")
 
 
 class ConfigError(ValueError):
@@ -121,7 +121,8 @@ class Source(_Section):
         clashes = [c for c in v if OUTPUT_COLUMNS.fullmatch(c)]
         if clashes:
             raise ValueError(f"{clashes[0]!r} is a column the output writes itself "
-                             "(cluster, prob_<k>, log_density); leave it out of passthrough")
+                             "(cluster, prob_<k>, log_density, outlier); leave it out of "
+                             "passthrough")
         return v
 
     @field_validator("version")
@@ -229,6 +230,9 @@ class Model(_Section):
     dtype: Literal["float64", "float32"] = "float64"
     criterion: Literal["bic", "aic"] = "bic"
     persist: Literal["auto", True, False] = "auto"
+    init_from: str | None = Field(
+        None, description="a saved model (folder, or a fit output) whose weights, means and "
+                          "precisions start EM instead of init_params: a warm refit")
 
     _n_components = field_validator("n_components")(classmethod(
         lambda cls, v: _check_component_counts(v)))
@@ -242,6 +246,21 @@ class Model(_Section):
                 "covariance_type: kind bayesian fits one mixture, of one covariance type "
                 f"(got {self.covariance_types()}); name one, e.g. covariance_type: full")
         return self
+    @field_validator("init_from")
+    @classmethod
+    def _one_candidate(cls, v, info):
+        if v is None:
+            return v
+        counts = info.data.get("n_components")
+        if isinstance(counts, ComponentRange):
+            counts = list(range(counts.min, counts.max + 1, counts.step))
+        types = info.data.get("covariance_type")
+        several = (len(set(counts)) > 1 if isinstance(counts, list) else False) or (
+            isinstance(types, list) and len(set(types)) > 1) or info.data.get("n_init", 1) > 1
+        if several:
+            raise ValueError("a warm start fits one candidate: set n_components to one number "
+                             "and covariance_type to one type (the saved model's), n_init: 1")
+        return v
 
     def component_counts(self):
         n = self.n_components
@@ -289,8 +308,8 @@ class Output(_Section):
     path: str
     mode: Literal["error", "overwrite", "skip-if-complete", "incremental"] | None = Field(
         None, description="error for `mixlake run`, incremental for `mixlake score` if omitted")
-    columns: list[Literal["probabilities", "log_density"]] = Field(
-        default_factory=lambda: ["probabilities", "log_density"])
+    columns: list[Literal["probabilities", "log_density", "outlier"]] = Field(
+        default_factory=lambda: ["probabilities", "log_density", "outlier"])
     format: Literal["parquet", "delta"] = Field(
         "parquet", description="the assignments as Parquet files mirroring the input, or as a "
                                "Delta table with one commit per run")
@@ -299,7 +318,7 @@ class Output(_Section):
     def mode_for(self, job):
         """The mode in force: the config's, or the job's default (score: incremental, so
         the same config scores only what is new every night; fit: error)."""
-        return self.mode or ("incremental" if job == "score" else "error")
+        return self.mode or ("incremental" if job in ("score", "update") else "error")
 
     @field_validator("storage_options")
     @classmethod
@@ -361,6 +380,50 @@ class Schedule(_Section):
         return v
 
 
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+_MAX_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([hdw])")
+_AGE_UNITS = {"h": 1 / 24, "d": 1.0, "w": 7.0}
+
+
+class Monitor(_Section):
+    """What a run measures of new data against the model's training baseline, and when
+    its verdict recommends a refit."""
+
+    outlier_quantile: Fraction = Field(
+        0.01, description="rows below this quantile of the training log-density are outliers")
+    max_outlier_rate: Fraction = Field(0.05, description="refit above this share of outliers")
+    max_psi: Annotated[float, Field(gt=0)] = Field(
+        0.2, description="refit above this population stability index of the cluster "
+                         "proportions")
+    max_loglik_drop: Annotated[float, Field(gt=0)] = Field(
+        0.5, description="refit when the mean log-density falls more than this many "
+                         "training standard deviations")
+
+
+class Refit(_Section):
+    """When `mixlake update` refits, and how."""
+
+    mode: Literal["auto", "always", "never"] = Field(
+        "auto", description="auto: when the verdict recommends it or max_age has passed")
+    max_age: str | None = Field(None, description="refit a model older than this: 36h, 30d, 2w")
+    grid: bool = Field(False, description="refit the whole model grid (cold) instead of a warm "
+                                          "start from the current model")
+
+    @field_validator("max_age")
+    @classmethod
+    def _age(cls, v):
+        if v is not None and not _MAX_AGE.fullmatch(v.strip()):
+            raise ValueError(f"{v!r} is not an age; write a number and a unit h, d or w, "
+                             "e.g. 30d")
+        return v
+
+    def max_age_days(self):
+        if self.max_age is None:
+            return None
+        number, unit = _MAX_AGE.fullmatch(self.max_age.strip()).groups()
+        return float(number) * _AGE_UNITS[unit]
+
+
 class Score(_Section):
     """For the score job: the model folder (``<fit output>/model``) to apply."""
 
@@ -417,6 +480,8 @@ class RunConfig(_Section):
     schedule: Schedule = Schedule()
     score: Score | None = None
     lineage: Lineage | None = None
+    monitor: Monitor = Monitor()
+    refit: Refit = Refit()
 
     def config_hash(self):
         """sha256 of what determines the results (first 16 hex digits).
@@ -433,12 +498,15 @@ class RunConfig(_Section):
                      covariance_type=self.model.covariance_types())
         if self.model.kind == "gaussian":  # the hash of a grid config stays as it was
             del model["kind"], model["weight_threshold"]
-        # keys at the defaults older configs did not have leave the hash as it was
+        if model["init_from"] is None:  # keys at their default leave older hashes as they were
+            del model["init_from"]
         source = {k: v for k, v in dumped["source"].items()
                   if (k, v) not in (("format", "parquet"), ("version", None), ("weight", None))}
         output = {k: dumped["output"][k] for k in ("path", "columns")}
         if self.output.format != "parquet":
             output["format"] = self.output.format
+        if self.monitor.outlier_quantile != Monitor().outlier_quantile:
+            output["outlier_quantile"] = self.monitor.outlier_quantile  # the outlier column
         canonical = json.dumps({"source": source, "model": model, "output": output,
                                 "score": dumped["score"]}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
@@ -539,6 +607,9 @@ def parse_config(raw, origin="config", base_dir=None):
                 update={"path": _resolve_local(config.output.path, base)}),
             "score": config.score and config.score.model_copy(
                 update={"model_path": _resolve_local(config.score.model_path, base)}),
+            "model": config.model.model_copy(update={"init_from": config.model.init_from and
+                                                     _resolve_local(config.model.init_from,
+                                                                    base)}),
         })
         if config.lineage is not None and config.lineage.path:
             config = config.model_copy(update={"lineage": config.lineage.model_copy(

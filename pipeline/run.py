@@ -21,10 +21,11 @@ from importlib import metadata
 
 import numpy as np
 
-from pipeline import assign, delta, ledger, lineage, source, store
+from pipeline import assign, delta, ledger, lineage, monitor, refit, source, store
 from pipeline.checkpoint import Checkpoint
 from pipeline.cluster import connect, discard_prestarted, prestart
 from pipeline.config import ConfigError, dump_config
+from pipeline.monitor import history
 from pipeline.output import (
     OutputExistsError,
     Target,
@@ -36,9 +37,9 @@ from pipeline.output import (
 from pipeline.storage import DataError, is_local
 from pipeline.store import ModelFileError
 
-__all__ = ["FIT", "SCORE", "Job", "OutputExistsError", "check_output", "discard", "execute",
-           "fit", "fit_to_staging", "inspect_input", "new_run_id", "publish", "read_manifest",
-           "score", "score_to_staging"]
+__all__ = ["FIT", "SCORE", "UPDATE", "Job", "OutputExistsError", "check_output", "discard",
+           "execute", "fit", "fit_to_staging", "inspect_input", "new_run_id", "publish",
+           "read_manifest", "score", "score_files", "score_to_staging", "update"]
 
 logger = logging.getLogger("pipeline.run")
 
@@ -252,8 +253,11 @@ def _prepared(estimator, dtype):
 # ------------------------------------------------------------------ fit
 
 
-def fit_to_staging(config, schema, run_id):
+def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
     """Load, select, write assignments, model, report and config into the run's staging.
+
+    ``checkpoint_hash`` names the checkpoint when it is not this config's (a refit
+    inside `mixlake update`, whose publish clears the update config's).
 
     Returns
     -------
@@ -280,7 +284,9 @@ def fit_to_staging(config, schema, run_id):
             logger.info("loaded %d rows x %d features from %d partition(s)", dataset.n_rows,
                         len(dataset.features), len(dataset.files))
             laps.lap("load")
-            checkpoint = Checkpoint(config.output, config.config_hash())
+            init = refit.warm_start(config, dataset)
+            checkpoint = Checkpoint(config.output, checkpoint_hash or config.config_hash())
+            fingerprint = source.fingerprint(schema.inputs)
             result = select(
                 dataset.X, n_components=model_cfg.component_counts(),
                 covariance_types=model_cfg.covariance_types(), n_init=model_cfg.n_init,
@@ -288,10 +294,16 @@ def fit_to_staging(config, schema, run_id):
                 reg_covar=model_cfg.reg_covar, max_iter=model_cfg.max_iter,
                 random_state=model_cfg.random_state, criterion=model_cfg.criterion,
                 dtype=model_cfg.dtype, persist=model_cfg.persist, checkpoint=checkpoint,
-                fingerprint=source.fingerprint(schema.inputs), kind=model_cfg.kind,
-                weight_threshold=model_cfg.weight_threshold, sample_weight=dataset.weight)
+                init=init, kind=model_cfg.kind, weight_threshold=model_cfg.weight_threshold,
+                sample_weight=dataset.weight,
+                fingerprint=fingerprint + (f"-from-{init['model_id']}" if init else ""))
             laps.lap("select")
             estimator = result.estimator
+            base = watch = None  # a Bayesian fit has no training baseline (yet)
+            if result.baseline is not None:
+                base = dict(result.baseline, window=monitor.window(
+                    config.source.filter, len(schema.inputs), fingerprint))
+                watch = monitor.watch(base, config.monitor.outlier_quantile)
             target.begin()
             table = _output_table(config, target, schema)
             if table is not None:
@@ -300,14 +312,14 @@ def fit_to_staging(config, schema, run_id):
                         extra={"progress": {"phase": "write", "total": len(dataset.files)}})
             partitions = assign.write_assignments(
                 dataset, _prepared(estimator, model_cfg.dtype), estimator.n_components,
-                config.output.columns, table.root if table else target.location)
+                config.output.columns, table.root if table else target.location, watch=watch)
             preprocessing = ({"mean": dataset.scaler_mean, "scale": dataset.scaler_scale}
                              if dataset.scaler_mean is not None else None)
             model_id = store.save_model(estimator, target.location.join("model").url,
                                         features=dataset.features, preprocessing=preprocessing,
                                         extra={"run_id": run_id,
                                                "config_hash": config.config_hash()},
-                                        storage_options=target.options)
+                                        baseline=base, storage_options=target.options)
             sample = _sample(dataset, 5000, 0)
             laps.lap("write")
         laps.lap("shutdown")
@@ -325,6 +337,7 @@ def fit_to_staging(config, schema, run_id):
             "timings": laps.rounded(),
             "candidates": [c.row() for c in result.candidates],
             "chosen": result.best.name,
+            "warm_start": init and init["model_id"],
             "clusters": [{"cluster": k, "weight": float(estimator.weights_[k]),
                           "size": int(counts[k])} for k in range(estimator.n_components)],
         }
@@ -345,6 +358,15 @@ def fit_to_staging(config, schema, run_id):
             committed = table.commit(partitions, schema.inputs, dataset.outputs,
                                      schema.partition_keys, schema.partition_types, model_id,
                                      full=True)
+        if base is not None:
+            figures, _ = monitor.measure(config.monitor, {"baseline": base,
+                                                          "features": dataset.features},
+                                         estimator, partitions, watch, log=False)
+            logger.info("training baseline: mean log-density %.3f (SD %.3f); %d rows below "
+                        "the %g%% quantile %.3f are outliers", base["log_density"]["mean"],
+                        base["log_density"]["std"], figures["outliers"],
+                        100 * config.monitor.outlier_quantile, watch.threshold)
+            summary["monitor"] = {"figures": figures}  # the training rows, against themselves
         laps.lap("report")
         summary["timings"] = laps.rounded()
     except BaseException:
@@ -413,9 +435,58 @@ def inspect_for_score(config):
                       replaced=replaced)
 
 
+def check_features(schema, meta):
+    if schema.inputs and list(schema.features) != list(meta["features"]):
+        raise DataError(
+            f"source.features: the data's features {schema.features} differ from the model's "
+            f"{meta['features']}; score with the same feature columns, in the same order")
+
+
+def score_files(config, schema, plan, estimator, meta, target, run_id, watch=None,
+                replaced=None, delta_out=None):
+    """Into the begun staging: the assignments of the files the plan scores, the kept
+    ones carried over, the ledger and config.yaml. Returns (partitions, ledger entries).
+
+    With ``output.format: delta`` the assignments go into the Delta table (``delta_out``
+    receives the ``table`` and, after its commit, ``committed``), last of all.
+    """
+    partitions = []
+    table = _output_table(config, target, schema)
+    outputs = table.parts(schema.outputs) if table is not None else schema.outputs
+    if delta_out is not None:
+        delta_out["table"] = table
+    if plan.to_score:
+        with connect(config.cluster):
+            # no scan pass: each file is read once, checked as it is scored; the
+            # model's own scaler, never the score config's standardize
+            dataset = source.for_scoring(config.source, schema)
+            if meta["preprocessing"]:
+                dataset.scaler_mean = meta["preprocessing"]["mean"]
+                dataset.scaler_scale = meta["preprocessing"]["scale"]
+            dataset.outputs = outputs
+            partitions = assign.write_assignments(
+                dataset, _prepared(estimator, estimator.dtype or "float64"),
+                estimator.n_components, config.output.columns,
+                table.root if table is not None else target.location, watch=watch)
+    if plan.kept and table is None:  # a Delta table keeps its files in place
+        target.carry([e["output"] for e in plan.kept], target.published())
+    entries = plan.kept + ledger.entries_for(schema.inputs, schema.rows, outputs,
+                                             meta["model_id"], run_id)
+    target.write_text(ledger.NAME, ledger.dumps(entries))
+    target.write_text("config.yaml", dump_config(_read_as(config, schema)))
+    if table is not None:  # last: on an object store this commit is visible at once
+        delta_out["committed"] = table.commit(
+            partitions, schema.inputs, outputs, schema.partition_keys, schema.partition_types,
+            meta["model_id"], replaced=replaced or [], full=not plan.kept)
+    logger.info("scored %d file(s), %d unchanged, %d removed", len(plan.to_score),
+                len(plan.kept), len(plan.removed))
+    return partitions, entries
+
+
 def score_to_staging(config, score_input, run_id):
     """Apply the saved model at ``score.model_path`` to the files the plan scores; carry
-    the unchanged ones over from the published output; drop those whose input is gone."""
+    the unchanged ones over from the published output; drop those whose input is gone;
+    monitor the scored rows against the model's baseline (``monitor/``)."""
     model_path, estimator, meta = _model_of(config)
     schema, plan = score_input.schema, score_input.plan
     target = Target(config.output, run_id)
@@ -429,56 +500,51 @@ def score_to_staging(config, score_input, run_id):
                     "the output is left as it is", len(plan.kept), meta["model_id"])
         return {**summary, "rows_in": 0, "rows_out": 0, "manifest": None,
                 "seconds": round(time.perf_counter() - started, 3)}
-    if plan.to_score and list(schema.features) != list(meta["features"]):
-        raise DataError(
-            f"source.features: the data's features {schema.features} differ from the model's "
-            f"{meta['features']}; score with the same feature columns, in the same order")
-    partitions, table, committed = [], None, None
+    check_features(schema, meta)
+    watch = monitor.watch_of(meta, config.monitor)
+    delta_out = {"table": None, "committed": None}
     try:
         target.begin()
-        table = _output_table(config, target, schema)
-        outputs = table.parts(schema.outputs) if table is not None else schema.outputs
-        if plan.to_score:
-            with connect(config.cluster):
-                # no scan pass: each file is read once, checked as it is scored; the
-                # model's own scaler, never the score config's standardize
-                dataset = source.for_scoring(config.source, schema)
-                if meta["preprocessing"]:
-                    dataset.scaler_mean = meta["preprocessing"]["mean"]
-                    dataset.scaler_scale = meta["preprocessing"]["scale"]
-                dataset.outputs = outputs
-                partitions = assign.write_assignments(
-                    dataset, _prepared(estimator, estimator.dtype or "float64"),
-                    estimator.n_components, config.output.columns,
-                    table.root if table is not None else target.location)
-        if plan.kept and table is None:  # a Delta table keeps its files in place
-            target.carry([e["output"] for e in plan.kept], target.published())
-        entries = plan.kept + ledger.entries_for(schema.inputs, schema.rows, outputs,
-                                                 meta["model_id"], run_id)
-        target.write_text(ledger.NAME, ledger.dumps(entries))
-        target.write_text("config.yaml", dump_config(_read_as(config, schema)))
-        if table is not None:  # last: on an object store this commit is visible at once
-            committed = table.commit(partitions, schema.inputs, outputs, schema.partition_keys,
-                                     schema.partition_types, meta["model_id"],
-                                     replaced=score_input.replaced or [], full=not plan.kept)
+        published = target.published()
+        partitions, entries = score_files(config, schema, plan, estimator, meta, target,
+                                          run_id, watch, replaced=score_input.replaced,
+                                          delta_out=delta_out)
+        figures, verdict = monitor.measure(config.monitor, meta, estimator, partitions, watch)
+        if figures is None:
+            history.carry(target, published)
+        else:
+            history.write(target, published, history.record(
+                run_id, "score", meta["model_id"], "scored", figures, verdict, config.monitor,
+                files=counts), config.monitor)
     except BaseException:
         target.discard()
-        if table is not None:
-            table.discard()
+        if delta_out["table"] is not None:
+            delta_out["table"].discard()
         raise
-    logger.info("scored %d file(s), %d unchanged, %d removed", counts["scored"],
-                counts["unchanged"], counts["removed"])
     manifest = _manifest(config, run_id, meta["model_id"], partitions, schema.inputs, entries,
                          model_path=model_path, files=counts,
-                         **_table_records(config, schema, committed))
+                         **_table_records(config, schema, delta_out["committed"]))
     return {**summary, "rows_in": manifest["rows_in"], "rows_out": manifest["rows_out"],
-            "seconds": round(time.perf_counter() - started, 3), "manifest": manifest}
+            "seconds": round(time.perf_counter() - started, 3), "manifest": manifest,
+            "monitor": {"figures": figures, "verdict": verdict}}
 
 
 FIT = Job("fit", inspect=lambda config: inspect_input(config),
           stage=lambda config, schema, run_id: fit_to_staging(config, schema, run_id))
 SCORE = Job("score", inspect=lambda config: inspect_for_score(config),
             stage=lambda config, schema, run_id: score_to_staging(config, schema, run_id))
+
+
+def _update_job():
+    from pipeline import update
+
+    return update
+
+
+# the update job lives in pipeline.update, which builds on the steps above
+UPDATE = Job("update", inspect=lambda config: _update_job().inspect_for_update(config),
+             stage=lambda config, plan, run_id: _update_job().update_to_staging(config, plan,
+                                                                                run_id))
 
 
 def fit(config, run_id=None):
@@ -489,3 +555,8 @@ def fit(config, run_id=None):
 def score(config, run_id=None):
     """The whole score job without Prefect."""
     return execute(config, SCORE, run_id)
+
+
+def update(config, run_id=None):
+    """The whole update job without Prefect."""
+    return execute(config, UPDATE, run_id)

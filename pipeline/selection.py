@@ -7,7 +7,8 @@ still running. A grid therefore costs
     1 (describe) + initialisation passes + max(candidate iterations) + 1 (final likelihood)
 
 passes, where the initialisation passes are shared by all candidates (k-means runs all
-component counts together). The criterion (BIC by default) picks the model; within one
+component counts together) and the final pass also gives the chosen model's training
+baseline (:mod:`pipeline.monitor`). The criterion (BIC by default) picks the model; within one
 (n_components, covariance_type), the restart with the best lower bound is kept, as
 scikit-learn's ``n_init`` does. The fitting itself is the estimator's own core
 (:func:`pipeline.mixture._fit.fit_states`); a candidate that cannot be initialised or
@@ -31,6 +32,8 @@ from pipeline.mixture._fit import Start, fit_states, log_likelihoods
 from pipeline.mixture._init import InitJob
 from pipeline.mixture._validation import check_weight_values
 from pipeline.mixture._variational import VariationalState
+from pipeline.monitor import baseline, final_pass
+from pipeline.monitor.baseline import FinalPass
 
 logger = logging.getLogger("pipeline.selection")
 
@@ -93,6 +96,7 @@ class SelectionResult:
     criterion: str
     n_passes: int
     seconds: float
+    baseline: dict | None = None  # the chosen model's training baseline (pipeline.monitor)
 
 
 def _check_finite(describe):
@@ -106,7 +110,7 @@ def _check_finite(describe):
 def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans", tol=1e-3,
            reg_covar=1e-6, max_iter=100, random_state=None, criterion="bic", dtype="float64",
            persist="auto", split_every=None, checkpoint=None, fingerprint=None,
-           kind="gaussian", weight_threshold=0.01, sample_weight=None):
+           kind="gaussian", weight_threshold=0.01, sample_weight=None, init=None):
     """Fit every candidate of the grid on X and pick one by the criterion.
 
     With ``kind='bayesian'``: one BayesianGaussianMixture of ``max(n_components)``
@@ -124,6 +128,9 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     checkpoint : pipeline.checkpoint.Checkpoint, optional
         Saved after initialisation and after every pass; a checkpoint of the same grid
         and input (``fingerprint``) is resumed from instead of starting over.
+    init : dict, optional
+        ``weights``, ``means`` and ``precisions`` that start EM instead of
+        ``init_params`` (a warm start, as scikit-learn's ``*_init``): one candidate only.
 
     Returns
     -------
@@ -152,6 +159,10 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     seeds = [int(random_state.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
     candidates = [Candidate(k, c, i) for k in n_components for c in covariance_types
                   for i in range(n_init)]
+    given = (None, None, None) if init is None else (init["weights"], init["means"],
+                                                     init["precisions"])
+    if init is not None and len(candidates) != 1:
+        raise ValueError(f"a warm start fits one candidate, not {len(candidates)}")
     runnable = []
     for candidate in candidates:
         if candidate.n_components > n:
@@ -159,7 +170,7 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
         else:
             runnable.append(candidate)
     starts = [Start(c.name, InitJob(c.n_components, c.covariance_type, init_params,
-                                    seeds[c.init], reg_covar)) for c in runnable]
+                                    seeds[c.init], reg_covar, *given)) for c in runnable]
     hooks = {}
     if checkpoint is not None:
         names = [start.name for start in starts]
@@ -175,16 +186,20 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     if not fitted:
         errors = "; ".join(f"{c.name}: {c.error}" for c in candidates)
         raise ValueError(f"every candidate failed: {errors}")
-    # The criteria use the likelihood under the final parameters: one pass for all.
-    # With weights: the weighted log-likelihood, and the rows of positive weight for n
-    # (a resumed fit skipped the describe pass that counts them).
+    # The criteria use the likelihood under the final parameters: one pass for all, which
+    # also gives every candidate's training baseline (no pass of its own). With weights:
+    # the weighted log-likelihood, and the rows of positive weight for n (a resumed fit
+    # skipped the describe pass that counts them).
     n_rows, total = n, n
     if data.weighted:
         described = fit.describe or data.reduce(_kernels.describe_chunk,
                                                 _kernels.combine_describe)
         n_rows, total = described["n_positive"], described["weight"]
-    for candidate, log_likelihood in zip(
-            fitted, log_likelihoods(data, [c.state for c in fitted], dtype)):
+    if data.weighted:  # the baseline's sums are unweighted: weighted fits go without one
+        final = FinalPass(log_likelihoods(data, [c.state for c in fitted], dtype), None)
+    else:
+        final = final_pass(data, [c.state for c in fitted], dtype)
+    for candidate, log_likelihood in zip(fitted, final.log_likelihoods):
         p = _covariance.n_parameters(candidate.covariance_type, candidate.n_components,
                                      data.n_features)
         candidate.log_likelihood = log_likelihood / total
@@ -205,7 +220,9 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     seconds = time.perf_counter() - started
     logger.info("selected %s by %s in %d passes over the data, %.2f s", best.name, criterion,
                 data.n_passes, seconds)
-    return SelectionResult(candidates, best, estimator, criterion, data.n_passes, seconds)
+    return SelectionResult(candidates, best, estimator, criterion, data.n_passes, seconds,
+                           None if final.stats is None else
+                           baseline(final.stats[fitted.index(best)], state.weights))
 
 
 def fit_bayesian(X, *, n_components, covariance_type, n_init=1, init_params="kmeans",

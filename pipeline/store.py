@@ -1,9 +1,10 @@
 """Save and load a fitted model without pickle: JSON metadata + an .npz of arrays.
 
 ``model/model.json`` holds the estimator's parameters, the feature names, the fit's
-history and the preprocessing; ``model/params.npz`` the arrays, read back with
-``allow_pickle=False``. Loading checks shapes, finiteness and positive-definiteness, so a
-damaged or hand-edited model fails with the file's name instead of predicting nonsense.
+history, the preprocessing and the training baseline (:mod:`pipeline.monitor`);
+``model/params.npz`` the arrays, read back with ``allow_pickle=False``. Loading checks
+shapes, finiteness and positive-definiteness (and the baseline's form), so a damaged or
+hand-edited model fails with the file's name instead of predicting nonsense.
 """
 
 import hashlib
@@ -15,6 +16,7 @@ import zipfile
 import numpy as np
 
 from pipeline.mixture import _covariance
+from pipeline.monitor import baseline_problem
 from pipeline.storage import filesystem
 
 FORMAT = "mixlake-model"
@@ -63,7 +65,7 @@ def model_id(estimator):
     return digest.hexdigest()[:16]
 
 
-def save_model(estimator, path, *, features, preprocessing=None, extra=None,
+def save_model(estimator, path, *, features, preprocessing=None, extra=None, baseline=None,
                storage_options=None):
     """Write ``model.json`` and ``params.npz`` into the folder ``path``.
 
@@ -78,6 +80,8 @@ def save_model(estimator, path, *, features, preprocessing=None, extra=None,
         ``{"mean": array, "scale": array}`` when the features were standardized.
     extra : dict, optional
         JSON-able metadata stored under ``"run"``.
+    baseline : dict, optional
+        The training baseline (:func:`pipeline.monitor.baseline`), JSON-able.
 
     Returns
     -------
@@ -123,6 +127,7 @@ def save_model(estimator, path, *, features, preprocessing=None, extra=None,
             "lower_bounds": [float(v) for v in estimator.lower_bounds_],
         },
         "run": extra or {},
+        **({"baseline": baseline} if baseline is not None else {}),
     }
     if kind == "bayesian":
         meta["kind"] = kind
@@ -183,6 +188,11 @@ def _read_meta(fs, json_path):
             and all(isinstance(v, number) for v in fit["lower_bounds"])):
         _fail(json_path, "fit: converged, n_iter, lower_bound and lower_bounds must be a "
                          "boolean, an integer, a number and a list of numbers")
+    if "baseline" in meta:  # models saved before monitoring have none
+        problem = baseline_problem(meta["baseline"], meta["n_components"], meta["n_features"])
+        if problem:
+            _fail(json_path, f"baseline: {problem}; refit the model (mixlake run) to write a "
+                             "new one")
     return meta
 
 

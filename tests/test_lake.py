@@ -71,7 +71,7 @@ def test_hive_partitions_in_and_out(tmp_path, lake, cluster2):
     assert summary["files"] == {"selected": 6, "listed": 6}
     # partition keys are folder names, not columns inside the files, and not features
     assert pq.read_schema(out / outputs[0]).names == ["id", "cluster", "prob_0", "prob_1",
-                                                      "prob_2", "log_density"]
+                                                      "prob_2", "log_density", "outlier"]
     assert summary["features"] == ["x0", "x1"]
     # read back as one table with the keys restored, joinable on the passthrough keys
     got = ds.dataset(out, format="parquet", partitioning="hive").to_table().to_pandas()
@@ -246,6 +246,7 @@ def test_scoring_checks_each_file_as_it_reads_it(tmp_path, lake, cluster2):
     out = pq.read_table(tmp_path / "scores" / "assignments" / "day=2026-12-01" / "region=eu"
                         / "part-0.parquet")
     assert out.column("cluster").null_count == 1
+    assert out.column("outlier").null_count == 1
 
 
 # ------------------------------------------------------------------ source.weight

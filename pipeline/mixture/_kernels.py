@@ -364,19 +364,30 @@ def combine_sums(parts):
 # ------------------------------------------------------------- prediction
 
 
-def log_prob_resp(X, model):
-    """log p(x) (n,) and log responsibilities (n, K) for one model."""
+def log_prob_blocks(X, model):
+    """Per sub-block of X, exactly as the EM pass computes it: ``(start, stop, log p(x)
+    (rows,), log responsibilities (K, rows))``. The log-densities are the E-step's own
+    (a sum of them is bit for bit the pass's ``loglik``); they live in this thread's
+    workspace and are valid until the next sub-block."""
     n_rows, n_features = X.shape
     n_components = model["offsets"].shape[0]
-    log_prob_norm = np.empty(n_rows, dtype=X.dtype)
-    log_resp = np.empty((n_rows, n_components), dtype=X.dtype)
     work = _workspace()
     for start, stop in _sub_blocks(n_rows, n_components, n_features):
         _, features = _centered_block(X[start:stop], model, work)
         weighted_log_prob = _weighted_log_prob(features, model, work)
         lpn, _, _ = _log_sum_exp(weighted_log_prob, work, _absent(model))
+        yield start, stop, lpn, weighted_log_prob - lpn
+
+
+def log_prob_resp(X, model):
+    """log p(x) (n,) and log responsibilities (n, K) for one model."""
+    n_rows = X.shape[0]
+    n_components = model["offsets"].shape[0]
+    log_prob_norm = np.empty(n_rows, dtype=X.dtype)
+    log_resp = np.empty((n_rows, n_components), dtype=X.dtype)
+    for start, stop, lpn, block_log_resp in log_prob_blocks(X, model):
         log_prob_norm[start:stop] = lpn
-        log_resp[start:stop] = (weighted_log_prob - lpn).T
+        log_resp[start:stop] = block_log_resp.T
     return log_prob_norm, log_resp
 
 
