@@ -87,7 +87,7 @@ def test_fit_writes_a_delta_table_partitioned_like_the_input(tmp_path, lake, clu
     assert table.metadata().partition_columns == ["day", "region"]
     schema = pa.schema(table.schema().to_arrow())
     assert schema.names == ["id", "cluster", "prob_0", "prob_1", "prob_2", "log_density",
-                            "day", "region"]
+                            "outlier", "day", "region"]
     assert schema.field("cluster").type == pa.int32()
     commit = table.history()[0]
     assert commit["mixlake.run_id"] == summary["run_id"]
