@@ -192,6 +192,8 @@ _MARKERS = {
     "selected": re.compile(r"\bselected \S+ by\b"),
     "writing": re.compile(r"\bwriting \d+ partition"),
 }
+_LOG_LIKELIHOOD = re.compile(r"log-likelihood (-?[\d.]+)")
+_CHOSEN = re.compile(r"chosen\s+(\S+?):? .*?\bBIC (-?[\d,.]+)")
 _SUMMARY_START = re.compile(r"^mixlake run \S+")
 _SUMMARY_TIME = re.compile(r"^\s*time\s+(.*)$")
 _SUMMARY_PASSES = re.compile(r"(\d+) passes over the data")
@@ -294,6 +296,25 @@ def breakdown(result):
 # ------------------------------------------------------------------ outputs agree
 
 
+def quality(mixlake_result, script_result):
+    """What each side ended with: the mean log-likelihood per row of the last EM iteration
+    (one model), or the chosen candidate and its BIC (a grid)."""
+    out = {}
+    for side, result, lines in (("mixlake", mixlake_result, mixlake_result["stderr"]),
+                                ("sklearn", script_result, script_result["stdout"])):
+        found = {}
+        for _, line in lines + (result["stdout"] if side == "mixlake" else []):
+            match = _LOG_LIKELIHOOD.search(line)
+            if match:
+                found["log_likelihood"] = float(match.group(1))
+            match = _CHOSEN.search(line)
+            if match:
+                found["chosen"] = match.group(1).removesuffix("-init0")
+                found["bic"] = float(match.group(2).replace(",", ""))
+        out[side] = found
+    return out
+
+
 def compare_outputs(ours, theirs):
     """Same files, schema, rows and ids on both sides; how many rows get the same
     cluster up to a renumbering of the components (each of our clusters matched to the
@@ -329,15 +350,24 @@ def compare_outputs(ours, theirs):
 
 
 _CLUSTER_PROBE = """\
-import json, time
-t0 = time.perf_counter()
-from pipeline.cluster import connect
-from pipeline.config import Cluster
-t1 = time.perf_counter()
-with connect(Cluster()):
-    t2 = time.perf_counter()
-t3 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "start": t2 - t1, "close": t3 - t2}))
+{preamble}
+import json
+import time
+
+
+def main():
+    t0 = time.perf_counter()
+    from pipeline.cluster import connect
+    from pipeline.config import Cluster
+    t1 = time.perf_counter()
+    with connect(Cluster()):
+        t2 = time.perf_counter()
+    t3 = time.perf_counter()
+    print(json.dumps({{"import": t1 - t0, "start": t2 - t1, "close": t3 - t2}}))
+
+
+if __name__ == "__main__":
+    main()
 """
 
 # Runs a console script's entry point in this process with every import and every log
@@ -409,33 +439,57 @@ def _import_accounting(raw):
             "end": raw["end"]}
 
 
+def _entry_point(script):
+    from importlib import metadata
+
+    found = list(metadata.entry_points(group="console_scripts", name=script))
+    return found[0] if found else None
+
+
 def startup_probes(command, config_path, work_dir, env, repeats, settle):
-    """What start-up consists of, each in fresh processes (fastest and median)."""
+    """What start-up consists of, each in fresh processes (fastest and median).
+
+    The embedded LocalCluster is started twice: from a script that imports nothing else,
+    and from one whose main module imports the command's module, as the ``mixlake``
+    script does: dask starts its workers with ``spawn``, which imports the parent's main
+    module again in every worker.
+    """
     python = sys.executable
+    script = os.path.basename(command[0]) if len(command) == 1 else "mixlake"
+    entry = _entry_point(script)
+    module = entry.module if entry else "flows.cli"
     probes = {
         "python -c pass": [python, "-c", "pass"],
-        "python -c 'import flows.cli'": [python, "-c", "import flows.cli"],
+        f"python -c 'import {module}'": [python, "-c", f"import {module}"],
         f"{shlex.join(command)} --help": [*command, "--help"],
     }
+    clusters = {"plain": "", "main": f"import {module}  # noqa: F401"}
+    for name, preamble in clusters.items():
+        with open(os.path.join(work_dir, f"cluster_probe_{name}.py"), "w") as f:
+            f.write(_CLUSTER_PROBE.format(preamble=preamble))
     out = {name: [] for name in probes}
-    cluster = []
+    cluster = {name: [] for name in clusters}
     for _ in range(repeats):
         for name, argv in probes.items():
             settle()
             result = timed(argv, cwd=work_dir, env=env, timeout=300)
             out[name].append(result["seconds"] if result["returncode"] == 0 else None)
-        settle()
-        result = timed([python, "-c", _CLUSTER_PROBE], cwd=work_dir, env=env, timeout=300)
-        if result["returncode"] == 0:
-            line = next(line for _, line in reversed(result["stdout"]) if line.startswith("{"))
-            cluster.append({**json.loads(line), "process": result["seconds"]})
+        for name in clusters:
+            settle()
+            result = timed([python, f"cluster_probe_{name}.py"], cwd=work_dir, env=env,
+                           timeout=300)
+            line = next((line for _, line in reversed(result["stdout"])
+                         if line.startswith("{")), None)
+            if result["returncode"] == 0 and line:
+                cluster[name].append(json.loads(line))
     probes_out = {name: _fastest_median(values) for name, values in out.items()}
-    probes_out["LocalCluster start (connect(Cluster()))"] = _fastest_median(
-        [c["start"] for c in cluster])
-    probes_out["LocalCluster close"] = _fastest_median([c["close"] for c in cluster])
-    result = {"probes": probes_out}
+    for name, label in (("plain", "from a script that imports nothing else"),
+                        ("main", f"from a script that imports {module}")):
+        probes_out[f"LocalCluster start {label}"] = _fastest_median(
+            [c["start"] for c in cluster[name]])
+    probes_out["LocalCluster close"] = _fastest_median([c["close"] for c in cluster["plain"]])
+    result = {"probes": probes_out, "module": module}
     # one untimed, instrumented run of the command's entry point: imports per phase
-    script = os.path.basename(command[0]) if len(command) == 1 else "mixlake"
     raw_path = os.path.join(work_dir, "imports.json")
     settle()
     run = timed([python, "-c", _IMPORT_PROBE, raw_path, script, "run", config_path],
@@ -505,7 +559,8 @@ def run_case(case, folder, work_dir, command, env, settle, log=_log):
     row = {"case": name, "spec": data.asdict(case["spec"]), "repeats": case["repeats"],
            "grid": case.get("grid"),
            "commands": {side: shlex.join(argv) for side, (argv, _) in sides.items()},
-           "outputs": compare_outputs(os.path.join(ours_out, "assignments"), theirs_out)}
+           "outputs": compare_outputs(os.path.join(ours_out, "assignments"), theirs_out),
+           "quality": quality(runs["mixlake"][-1], runs["sklearn"][-1])}
     for side, results in runs.items():
         seconds = [r["seconds"] for r in results]
         row[side] = {**_fastest_median(seconds),

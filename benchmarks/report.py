@@ -481,8 +481,8 @@ def render_process(section):
         + f". Measured {section.get('at')}.\n")
     add("| case | mixlake fastest (median) | script fastest (median) | script / mixlake "
         "fastest (medians) | peak memory mixlake (processes) | peak memory script | CPU s "
-        "mixlake / script | outputs |")
-    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        "mixlake / script | outputs | result: mixlake / script |")
+    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     for case in cases:
         ours, theirs = case.get("mixlake") or {}, case.get("sklearn") or {}
         add(f"| {case['case']} ({case['repeats']} x) | {_s(ours.get('fastest'))} "
@@ -492,8 +492,14 @@ def render_process(section):
             f"({_f(_ratio(theirs.get('median'), ours.get('median')))}x) | "
             f"{_mib(ours.get('peak_rss'))} ({ours.get('processes', '–')}) | "
             f"{_mib(theirs.get('peak_rss'))} | {_f(ours.get('cpu_seconds'))} / "
-            f"{_f(theirs.get('cpu_seconds'))} | {_outputs(case.get('outputs'))} |")
+            f"{_f(theirs.get('cpu_seconds'))} | {_outputs(case.get('outputs'))} | "
+            f"{_quality(case)} |")
     add("")
+    add("*result*: the mean log-likelihood per row at the last EM iteration (higher is "
+        "better), or for a grid the chosen candidate and its BIC (lower is better); "
+        "*labels agree* counts the rows whose cluster matches after renumbering, so "
+        "anything below 100 % on well-separated clusters means one side settled in a "
+        "worse local optimum.\n")
     if cases:
         add("### Where a `mixlake run`'s seconds go\n")
         add("From the arrival time of each line the run prints (its fastest repeat): the "
@@ -535,7 +541,7 @@ def render_process(section):
         add("| what | fastest | median |")
         add("| --- | ---: | ---: |")
         for name, value in startup["probes"].items():
-            add(f"| `{name}` | {_s(value['fastest'])} | {_s(value['median'])} |")
+            add(f"| `{name}` | {_ms(value['fastest'])} | {_ms(value['median'])} |")
         add("")
         imports = startup.get("imports") or {}
         if "per_phase" in imports:
@@ -550,6 +556,18 @@ def render_process(section):
         elif imports.get("error"):
             add(f"The instrumented run failed: `{imports['error'].splitlines()[-1]}`.\n")
     return lines
+
+
+def _quality(case):
+    found = case.get("quality") or {}
+    ours, theirs = found.get("mixlake") or {}, found.get("sklearn") or {}
+    if case.get("grid"):
+        def one(q):
+            return f"{q['chosen']} ({q['bic']:,.0f})" if "chosen" in q else "–"
+    else:
+        def one(q):
+            return f"{q['log_likelihood']:.4f}" if "log_likelihood" in q else "–"
+    return f"{one(ours)} / {one(theirs)}"
 
 
 def _iterations(piece):

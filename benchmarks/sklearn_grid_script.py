@@ -24,6 +24,7 @@ for k in range(1, max_components + 1):
         if best is None or bic < best[0]:
             best = (bic, model)
 model = best[1]
+print(f"chosen {model.covariance_type}-k{model.n_components} BIC {best[0]:.1f}")
 proba = model.predict_proba(X)
 os.makedirs(out_dir, exist_ok=True)
 start = 0

@@ -16,6 +16,7 @@ features = [c for c in tables[0].column_names if c != "id"]
 X = np.vstack([np.column_stack([t[c].to_numpy() for c in features]) for t in tables])
 model = GaussianMixture(8, random_state=0).fit(X)
 proba = model.predict_proba(X)
+print(f"log-likelihood {model.lower_bound_:.6f}")
 os.makedirs(out_dir, exist_ok=True)
 start = 0
 for i, table in enumerate(tables):

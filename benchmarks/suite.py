@@ -398,7 +398,9 @@ def run(quick=False, data_dir=None, results_path=None, json_path=None, spark=Tru
         with tempfile.TemporaryDirectory(prefix="mixlake-benchmark-") as work_dir:
             results["end_to_end_process"] = endtoend.run(
                 endtoend.PLANS[plan["mode"]], data_dir, work_dir, command=mixlake_command,
-                cases=shapes, settle=settle, previous=results.get("end_to_end_process"))
+                cases=shapes, previous=results.get("end_to_end_process"),
+                # a whole run lasts long enough to wait longer for a quiet machine
+                settle=lambda: settle(timeout=60.0))
         save()
     if "profile" in wanted:
         results["profile"] = kernel_profile(plan["profile_rows"])
