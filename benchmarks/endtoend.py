@@ -196,6 +196,7 @@ _LOG_LIKELIHOOD = re.compile(r"log-likelihood (-?[\d.]+)")
 _CHOSEN = re.compile(r"chosen\s+(\S+?):? .*?\bBIC (-?[\d,.]+)")
 _SUMMARY_START = re.compile(r"^mixlake run \S+")
 _SUMMARY_TIME = re.compile(r"^\s*time\s+(.*)$")
+_TIME_PART = re.compile(r"([A-Za-z][\w+-]*(?: [A-Za-z][\w+-]*)*) (\d+(?:\.\d+)?) s\b")
 _SUMMARY_PASSES = re.compile(r"(\d+) passes over the data")
 _SUMMARY_ITERATIONS = re.compile(r"(\d+) iterations, (converged|NOT converged)")
 
@@ -240,10 +241,8 @@ def breakdown(result):
             summary_at = t
         match = _SUMMARY_TIME.search(line)
         if match:
-            for part in match.group(1).split(","):
-                words = part.split()
-                if len(words) == 3 and words[2] == "s":
-                    summary_time[words[0]] = float(words[1])
+            for name, value in _TIME_PART.findall(match.group(1)):
+                summary_time[name] = float(value)
         match = _SUMMARY_PASSES.search(line)
         if match:
             passes = int(match.group(1))
@@ -568,6 +567,9 @@ def run_case(case, folder, work_dir, command, env, settle, log=_log):
                      "cpu_seconds": min(r["cpu_seconds"] for r in results),
                      "processes": max(r["processes"] for r in results),
                      "runs": [_summary(r) for r in results]}
+    # repeat i of each side ran back to back: their ratio saw the same moment of the machine
+    row["pair_ratios"] = [b["seconds"] / a["seconds"]
+                          for a, b in zip(runs["mixlake"], runs["sklearn"])]
     pieces = [breakdown(r) for r in runs["mixlake"]]
     fastest = min(range(len(pieces)), key=lambda i: runs["mixlake"][i]["seconds"])
     row["breakdown"] = pieces[fastest]
@@ -576,6 +578,27 @@ def run_case(case, folder, work_dir, command, env, settle, log=_log):
     row["log"] = [[round(t, 3), line] for t, line in runs["mixlake"][fastest]["stderr"]]
     row["summary"] = [line for _, line in runs["mixlake"][fastest]["stdout"] if line.strip()]
     return row
+
+
+def code_under_test(module, env):
+    """Where the command's module is imported from, and that checkout's commit."""
+    found = subprocess.run(
+        [sys.executable, "-c", f"import {module} as m; print(m.__file__)"], env=env,
+        capture_output=True, text=True, timeout=300)
+    if found.returncode != 0:
+        return None
+    path = os.path.dirname(os.path.dirname(os.path.abspath(found.stdout.strip())))
+
+    def git(*args):
+        done = subprocess.run(["git", "-C", path, *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    # the code a run executes: everything but the benchmarks and the tests
+    code = [".", ":(exclude)benchmarks", ":(exclude)tests"]
+    status = git("status", "--porcelain", "--untracked-files=no", "--", *code)
+    return {"path": path, "commit": git("rev-parse", "--short", "HEAD"),
+            "code_commit": git("log", "-1", "--format=%h", "--", *code),
+            "dirty": None if status is None else bool(status)}
 
 
 def resolve_command(command):
@@ -595,8 +618,12 @@ def run(plan, data_dir, work_dir, command="mixlake", cases=None, probes=True, se
     settle = settle or (lambda: None)
     env = dict(os.environ)
     result = dict(previous or {})
+    script = os.path.basename(command[0]) if len(command) == 1 else "mixlake"
+    entry = _entry_point(script)
     result.update(command=shlex.join(command), prefect=_prefect_configured(),
-                  at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+                  code=code_under_test(entry.module if entry else "flows.cli", env),
+                  at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  load_average=_load_average())
     rows = {row["case"]: row for row in result.get("cases", [])}
     first_config = None
     for case in plan["cases"]:
@@ -615,6 +642,13 @@ def run(plan, data_dir, work_dir, command="mixlake", cases=None, probes=True, se
         result["startup"] = startup_probes(command, first_config, work_dir, env,
                                            plan["probe_repeats"], settle)
     return result
+
+
+def _load_average():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _prefect_configured():

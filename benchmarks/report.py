@@ -478,10 +478,11 @@ def render_process(section):
         "8 Parquet files. Prefect "
         + ("configured: the runs were Prefect flow runs" if section.get("prefect")
            else "not configured: plain runs, no Prefect server")
-        + f". Measured {section.get('at')}.\n")
+        + f". Measured {section.get('at')} (load average at the start "
+        f"{section.get('load_average')}) on the code at " + _code(section.get("code")) + ".\n")
     add("| case | mixlake fastest (median) | script fastest (median) | script / mixlake "
-        "fastest (medians) | peak memory mixlake (processes) | peak memory script | CPU s "
-        "mixlake / script | outputs | result: mixlake / script |")
+        "fastest (medians; back-to-back pairs) | peak memory mixlake (processes) | "
+        "peak memory script | CPU s mixlake / script | outputs | result: mixlake / script |")
     add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     for case in cases:
         ours, theirs = case.get("mixlake") or {}, case.get("sklearn") or {}
@@ -489,7 +490,7 @@ def render_process(section):
             f"({_s(ours.get('median'))}) | {_s(theirs.get('fastest'))} "
             f"({_s(theirs.get('median'))}) | "
             f"{_f(_ratio(theirs.get('fastest'), ours.get('fastest')))}x "
-            f"({_f(_ratio(theirs.get('median'), ours.get('median')))}x) | "
+            f"({_f(_ratio(theirs.get('median'), ours.get('median')))}x{_pairs(case)}) | "
             f"{_mib(ours.get('peak_rss'))} ({ours.get('processes', '–')}) | "
             f"{_mib(theirs.get('peak_rss'))} | {_f(ours.get('cpu_seconds'))} / "
             f"{_f(theirs.get('cpu_seconds'))} | {_outputs(case.get('outputs'))} | "
@@ -523,6 +524,9 @@ def render_process(section):
             _s(c["breakdown"]["unaccounted"]) for c in cases) + " |")
         add("| passes over the data | from the summary | " + " | ".join(
             str(c["breakdown"].get("passes") or "–") for c in cases) + " |")
+        add("| initialisation passes | passes − EM iterations − the final pass; init "
+            "seconds per pass | " + " | ".join(_init_passes(c["breakdown"]) for c in cases)
+            + " |")
         add("| EM iterations | each one's own time, mean | " + " | ".join(
             _iterations(c["breakdown"]) for c in cases) + " |")
         add("| the summary's `time` line | what the command reports | " + " | ".join(
@@ -558,6 +562,21 @@ def render_process(section):
     return lines
 
 
+def _pairs(case):
+    pairs = case.get("pair_ratios") or []
+    if len(pairs) < 2:
+        return ""
+    return f"; pairs {min(pairs):.2f}–{max(pairs):.2f}x"
+
+
+def _code(code):
+    if not code:
+        return "–"
+    return (f"`{code['path']}` commit {code['commit']} (its last change outside benchmarks/ "
+            f"and tests/: {code.get('code_commit')})"
+            + (" with uncommitted changes" if code.get("dirty") else ""))
+
+
 def _quality(case):
     found = case.get("quality") or {}
     ours, theirs = found.get("mixlake") or {}, found.get("sklearn") or {}
@@ -568,6 +587,14 @@ def _quality(case):
         def one(q):
             return f"{q['log_likelihood']:.4f}" if "log_likelihood" in q else "–"
     return f"{one(ours)} / {one(theirs)}"
+
+
+def _init_passes(piece):
+    passes, its, init = piece.get("passes"), piece.get("iterations"), piece["phases"].get("init")
+    if not passes or not its or init is None:
+        return "–"
+    n = passes - len(its) - 1
+    return f"{n}, {init / n:.2f} s" if n > 0 else str(n)
 
 
 def _iterations(piece):

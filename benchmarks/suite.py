@@ -399,8 +399,8 @@ def run(quick=False, data_dir=None, results_path=None, json_path=None, spark=Tru
             results["end_to_end_process"] = endtoend.run(
                 endtoend.PLANS[plan["mode"]], data_dir, work_dir, command=mixlake_command,
                 cases=shapes, previous=results.get("end_to_end_process"),
-                # a whole run lasts long enough to wait longer for a quiet machine
-                settle=lambda: settle(timeout=60.0))
+                # a whole run lasts long enough to wait a little longer for a quiet machine
+                settle=lambda: settle(timeout=20.0))
         save()
     if "profile" in wanted:
         results["profile"] = kernel_profile(plan["profile_rows"])

@@ -98,7 +98,8 @@ def test_breakdown_reads_the_phases_from_the_lines_of_a_run():
               (14.0, "  candidates    2, 12 passes over the data"),
               (14.0, "  chosen        a-k1: 1 components, full covariance, BIC 1.0, "
                      "2 iterations, converged"),
-              (14.0, "  time          load 1.0 s, select 5.5 s, write 1.4 s, total 11.0 s")]
+              (14.0, "  time          start-up 1.0 s, load 1.0 s, select 5.5 s, write 1.4 s, "
+                     "other 0.1 s; total 11.0 s")]
     piece = endtoend.breakdown({"stderr": stderr, "stdout": stdout, "seconds": 15.0})
     phases = piece["phases"]
     assert phases["start-up"] == 4.0 and phases["load"] == 1.0 and phases["init"] == 3.0
@@ -107,4 +108,5 @@ def test_breakdown_reads_the_phases_from_the_lines_of_a_run():
     assert phases["exit"] == 1.0 and abs(piece["unaccounted"]) < 1e-9
     assert [i["iteration"] for i in piece["iterations"]] == [1, 2]
     assert piece["passes"] == 12 and piece["n_iter"] == 2
-    assert piece["summary_time"] == {"load": 1.0, "select": 5.5, "write": 1.4, "total": 11.0}
+    assert piece["summary_time"] == {"start-up": 1.0, "load": 1.0, "select": 5.5, "write": 1.4,
+                                     "other": 0.1, "total": 11.0}
