@@ -632,11 +632,13 @@ def run(plan, data_dir, work_dir, command="mixlake", cases=None, probes=True, se
         folder = data.generate(case["spec"], data_dir)
         row = run_case(case, folder, work_dir, command, env, settle, log)
         rows[row["case"]] = row
-        first_config = first_config or os.path.join(
-            work_dir, re.sub(r"[^A-Za-z0-9]+", "-", case["name"]).strip("-") + ".yaml")
+        if not case.get("grid") and first_config is None:
+            first_config = os.path.join(
+                work_dir, re.sub(r"[^A-Za-z0-9]+", "-", case["name"]).strip("-") + ".yaml")
     order = [c["name"] for c in plan["cases"]]
     result["cases"] = sorted(rows.values(), key=lambda r: order.index(r["case"])
                              if r["case"] in order else len(order))
+    # the probes (and their instrumented run) go with the first one-model case run
     if probes and first_config:
         log("whole process: start-up probes")
         result["startup"] = startup_probes(command, first_config, work_dir, env,
