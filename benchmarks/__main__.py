@@ -24,9 +24,14 @@ def main(argv=None):
     parser.add_argument("--no-spark", action="store_true", help="leave Spark MLlib out")
     parser.add_argument("--only", nargs="+", metavar="SECTION",
                         help="rerun only these sections (matmul, per_iteration, tiny, grid, "
-                        "end_to_end, profile) and merge them into the saved RESULTS.json")
+                        "end_to_end, end_to_end_process, profile) and merge them into the "
+                        "saved RESULTS.json")
     parser.add_argument("--shape", action="append", metavar="NAME",
-                        help="with --only per_iteration: only this data set (e.g. '1M x 16, K=8')")
+                        help="with --only per_iteration or end_to_end_process: only this "
+                        "data set or case (e.g. '1M x 16, K=8')")
+    parser.add_argument("--mixlake-command", default="mixlake", metavar="CMD",
+                        help="the command the whole-process section times (default: mixlake; "
+                        "e.g. 'python -m flows.cli' for a checkout on PYTHONPATH)")
     parser.add_argument("--render", metavar="RESULTS_JSON",
                         help="only rewrite the Markdown report from a saved RESULTS.json")
     args = parser.parse_args(argv)
@@ -44,7 +49,8 @@ def main(argv=None):
     from benchmarks import suite
 
     suite.run(quick=args.quick, data_dir=args.data_dir, results_path=args.output,
-              spark=not args.no_spark, only=args.only, shapes=args.shape)
+              spark=not args.no_spark, only=args.only, shapes=args.shape,
+              mixlake_command=args.mixlake_command)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Benchmark data sets: a Gaussian mixture written once as Parquet partitions.
 
 Every contestant reads the same files. A data set is regenerated only when its folder
-lacks the ``meta.json`` of the same spec, so repeated runs reuse it.
+lacks the ``meta.json`` of the same spec, so repeated runs reuse it. The whole-process
+benchmark's data sets also carry an ``id`` column (the row number, int64) and may be
+split into a given number of files.
 """
 
 import json
@@ -21,14 +23,25 @@ class Spec:
     n_features: int
     n_true: int = 8
     seed: int = 0
+    with_id: bool = False
+    n_files: int = 0  # 0: one file per ROWS_PER_PARTITION rows
 
     @property
     def name(self):
-        return f"n{self.n_samples}-d{self.n_features}-k{self.n_true}-s{self.seed}"
+        name = f"n{self.n_samples}-d{self.n_features}-k{self.n_true}-s{self.seed}"
+        return name + ("-id" if self.with_id else "") + (f"-f{self.n_files}" if self.n_files
+                                                          else "")
+
+    @property
+    def rows_per_file(self):
+        return -(-self.n_samples // self.n_files) if self.n_files else ROWS_PER_PARTITION
 
     @property
     def nbytes(self):
         return self.n_samples * self.n_features * 8
+
+
+_DEFAULTS = {"with_id": False, "n_files": 0}
 
 
 def _mixture(spec):
@@ -53,20 +66,24 @@ def generate(spec, folder):
     meta_path = os.path.join(folder, "meta.json")
     if os.path.exists(meta_path):
         with open(meta_path) as f:
-            if json.load(f).get("spec") == asdict(spec):
+            # data sets written before a field existed have its default
+            if {**_DEFAULTS, **json.load(f).get("spec", {})} == asdict(spec):
                 return folder
     os.makedirs(folder, exist_ok=True)
     for old in os.listdir(folder):
         os.remove(os.path.join(folder, old))
     rng, weights, means, factors = _mixture(spec)
     names = features(spec)
-    n_parts = -(-spec.n_samples // ROWS_PER_PARTITION)
+    n_parts = -(-spec.n_samples // spec.rows_per_file)
     for part in range(n_parts):
-        n = min(ROWS_PER_PARTITION, spec.n_samples - part * ROWS_PER_PARTITION)
+        first = part * spec.rows_per_file
+        n = min(spec.rows_per_file, spec.n_samples - first)
         labels = rng.choice(spec.n_true, size=n, p=weights)
         X = np.einsum("nd,nde->ne", rng.standard_normal((n, spec.n_features)),
                       factors[labels]) + means[labels]
-        table = pa.table({name: X[:, j] for j, name in enumerate(names)})
+        columns = {"id": np.arange(first, first + n, dtype=np.int64)} if spec.with_id else {}
+        columns.update({name: X[:, j] for j, name in enumerate(names)})
+        table = pa.table(columns)
         pq.write_table(table, os.path.join(folder, f"part.{part:04d}.parquet"))
     with open(meta_path, "w") as f:
         json.dump({"spec": asdict(spec), "partitions": n_parts}, f)

@@ -146,10 +146,47 @@ def targets(results):
                              f"{growth / chunk:.2f}x ({_mib(growth)} over idle for {_mib(chunk)}"
                              f" of chunks; counting the idle worker: {peak / chunk:.2f}x)",
                              growth / chunk < 3))
+    rows.extend(_process_targets(results.get("end_to_end_process")))
     tiny = results.get("tiny")
     if tiny:
         rows.append(("Dask's overhead per iteration (2,000 rows, 8 chunks) < 50 ms",
                      _ms(tiny["seconds"]), tiny["seconds"] < 0.05))
+    return rows
+
+
+def _process_targets(section):
+    """The issue's whole-process targets, from the end_to_end_process section."""
+    rows = []
+    if not section:
+        return rows
+    for case in section.get("cases", []):
+        ours, theirs = case.get("mixlake") or {}, case.get("sklearn") or {}
+        fast = _ratio(theirs.get("fastest"), ours.get("fastest"))
+        median = _ratio(theirs.get("median"), ours.get("median"))
+        if case.get("grid"):
+            need = 5
+            what = f"{case['case']}: whole `mixlake run` >= {need}x faster than the sklearn loop"
+        else:
+            need = 5 if case["spec"]["n_samples"] >= 5_000_000 else 4
+            what = (f"{case['case']}: whole `mixlake run` >= {need}x faster than the "
+                    "scikit-learn script")
+        rows.append((what, None if fast is None else
+                     f"{fast:.2f}x (fastest of {case['repeats']}; medians {median:.2f}x)",
+                     None if fast is None else fast >= need))
+    first = next((c for c in section.get("cases", []) if not c.get("grid")), None)
+    if first:
+        piece = first["breakdown"]
+        at = piece.get("first_line")
+        rows.append((f"{first['case']}: command start to the first pass over the data <= 3 s "
+                     "(the first log line: cluster up, reading starts)",
+                     None if at is None else f"{at:.1f} s", None if at is None else at <= 3))
+        init = piece["phases"].get("init")
+        its = [i["seconds"] for i in piece.get("iterations", [])]
+        if init is not None and its:
+            per = sum(its) / len(its)
+            rows.append((f"{first['case']}: initialisation <= the time of 3 EM iterations",
+                         f"{init:.1f} s = {init / per:.1f} iterations of {per:.2f} s",
+                         init <= 3 * per))
     return rows
 
 
@@ -362,6 +399,10 @@ def render(results):
                 f"{parts} |")
         add("")
 
+    process = results.get("end_to_end_process")
+    if process:
+        out.extend(render_process(process))
+
     matmul = results.get("matmul")
     if matmul:
         add("## Matmul ceiling (numpy, OpenBLAS)\n")
@@ -392,6 +433,173 @@ def render(results):
         add("")
     add(NOTES)
     return "\n".join(out) + "\n"
+
+
+def _s(seconds):
+    return "–" if seconds is None else f"{seconds:,.1f} s"
+
+
+def _outputs(check):
+    if not check:
+        return "–"
+    if not check.get("same_files"):
+        return "**different files**"
+    parts = ["same schema" if check.get("same_schema") else "**other schema**",
+             "same ids" if check.get("same_ids") else "**other ids**"]
+    if check.get("label_agreement") is not None:
+        parts.append(f"labels agree on {check['label_agreement']:.2%}")
+    return ", ".join(parts)
+
+
+def render_process(section):
+    """The ``end_to_end_process`` section: the whole command against the user's script."""
+    from benchmarks.endtoend import PHASES
+
+    lines = []
+    add = lines.append
+    cases = section.get("cases", [])
+    add("## Whole process, timed from the shell\n")
+    add(f"`{section['command']} run cfg.yaml` against the plain scikit-learn script a user "
+        "writes instead (`benchmarks/sklearn_script.py`: read the files with pyarrow, "
+        "`GaussianMixture(8, random_state=0).fit(X)`, `predict_proba`, write `id`, `cluster`, "
+        "`prob_*` per file), and a 40-candidate grid (`n_components` 1–10 x 4 covariance "
+        "types) against the loop a user writes (`benchmarks/sklearn_grid_script.py`: fit "
+        "each, keep the lowest BIC, write the same columns). The config names the source "
+        "with `passthrough: [id]`, the model (`n_components: 8, covariance_type: full`, or "
+        "the grid), `output.columns: [probabilities]` and `mode: overwrite`; everything else "
+        "is the default (embedded LocalCluster of 2 workers x 1 thread, k-means|| init, "
+        "`tol` 1e-3). Both sides: a fresh process per run, started as a user types it, into "
+        "an empty output folder, one BLAS thread, the two sides alternating (order rotated "
+        "each repeat). Time = start to exit of the whole process; CPU = user + system "
+        "seconds of the process and every process it waited for; peak memory = the highest "
+        "sum of resident memory over the process tree, sampled every 50 ms (shared "
+        "libraries counted once per process, so an upper bound). Data: "
+        "`benchmarks.data` mixtures of 8 well-separated Gaussians with an `id` column, in "
+        "8 Parquet files. Prefect "
+        + ("configured: the runs were Prefect flow runs" if section.get("prefect")
+           else "not configured: plain runs, no Prefect server")
+        + f". Measured {section.get('at')} (load average at the start "
+        f"{section.get('load_average')}) on the code at " + _code(section.get("code")) + ".\n")
+    add("| case | mixlake fastest (median) | script fastest (median) | script / mixlake "
+        "fastest (medians; back-to-back pairs) | peak memory mixlake (processes) | "
+        "peak memory script | CPU s mixlake / script | outputs | result: mixlake / script |")
+    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    for case in cases:
+        ours, theirs = case.get("mixlake") or {}, case.get("sklearn") or {}
+        add(f"| {case['case']} ({case['repeats']} x) | {_s(ours.get('fastest'))} "
+            f"({_s(ours.get('median'))}) | {_s(theirs.get('fastest'))} "
+            f"({_s(theirs.get('median'))}) | "
+            f"{_f(_ratio(theirs.get('fastest'), ours.get('fastest')))}x "
+            f"({_f(_ratio(theirs.get('median'), ours.get('median')))}x{_pairs(case)}) | "
+            f"{_mib(ours.get('peak_rss'))} ({ours.get('processes', '–')}) | "
+            f"{_mib(theirs.get('peak_rss'))} | {_f(ours.get('cpu_seconds'))} / "
+            f"{_f(theirs.get('cpu_seconds'))} | {_outputs(case.get('outputs'))} | "
+            f"{_quality(case)} |")
+    add("")
+    add("*result*: the mean log-likelihood per row at the last EM iteration (higher is "
+        "better), or for a grid the chosen candidate and its BIC (lower is better); "
+        "*labels agree* counts the rows whose cluster matches after renumbering, so "
+        "anything below 100 % on well-separated clusters means one side settled in a "
+        "worse local optimum.\n")
+    if cases:
+        add("### Where a `mixlake run`'s seconds go\n")
+        add("From the arrival time of each line the run prints (its fastest repeat): the "
+            "first log line (the cluster is up), `loaded ...`, `... initialised ...`, each "
+            "`iteration N`, `selected ...`, `writing ...`, and the summary on stdout, whose "
+            "`time` line gives the writing step's own duration. Medians over the repeats in "
+            "RESULTS.json.\n")
+        add("| phase | what it covers | " + " | ".join(c["case"] for c in cases) + " |")
+        add("| --- | --- | " + " | ".join("---:" for _ in cases) + " |")
+        for key, what in PHASES:
+            cells = []
+            for case in cases:
+                piece = case["breakdown"]
+                value = piece["phases"].get(key)
+                share = _ratio(value, piece["wall"])
+                cells.append("–" if value is None else f"{value:,.1f} s ({share:.0%})")
+            add(f"| {key} | {what} | " + " | ".join(cells) + " |")
+        add("| **whole process** | | " + " | ".join(
+            f"**{_s(c['breakdown']['wall'])}**" for c in cases) + " |")
+        add("| not accounted | markers missing from the log | " + " | ".join(
+            _s(c["breakdown"]["unaccounted"]) for c in cases) + " |")
+        add("| passes over the data | from the summary | " + " | ".join(
+            str(c["breakdown"].get("passes") or "–") for c in cases) + " |")
+        add("| initialisation passes | passes − EM iterations − the final pass; init "
+            "seconds per pass | " + " | ".join(_init_passes(c["breakdown"]) for c in cases)
+            + " |")
+        add("| EM iterations | each one's own time, mean | " + " | ".join(
+            _iterations(c["breakdown"]) for c in cases) + " |")
+        add("| the summary's `time` line | what the command reports | " + " | ".join(
+            ", ".join(f"{k} {v:g}" for k, v in c["breakdown"]["summary_time"].items()) or "–"
+            for c in cases) + " |")
+        add("")
+        for case in cases:
+            phases = {k: v for k, v in case["breakdown"]["phases"].items() if v is not None}
+            ranked = sorted(phases.items(), key=lambda kv: -kv[1])
+            add(f"- {case['case']}, largest first: "
+                + ", ".join(f"{k} {v:.1f} s" for k, v in ranked) + ".")
+        add("")
+    startup = section.get("startup")
+    if startup:
+        add("### Start-up, in separate fresh processes\n")
+        add("| what | fastest | median |")
+        add("| --- | ---: | ---: |")
+        for name, value in startup["probes"].items():
+            add(f"| `{name}` | {_ms(value['fastest'])} | {_ms(value['median'])} |")
+        add("")
+        imports = startup.get("imports") or {}
+        if "per_phase" in imports:
+            add(f"One instrumented run of the command's entry point in its own process "
+                f"(untimed; {_s(imports['end'])} in all) spent **{_s(imports['total'])} "
+                "importing modules** in the command's process (the dask workers import in "
+                "their own): "
+                + ", ".join(f"{k} {v:.1f} s" for k, v in imports["per_phase"].items())
+                + ". The slowest imports (outermost, cumulative): "
+                + ", ".join(f"`{i['module']}` {i['seconds']:.2f} s at {i['at']:.1f} s"
+                            for i in imports["slowest"][:8]) + ".\n")
+        elif imports.get("error"):
+            add(f"The instrumented run failed: `{imports['error'].splitlines()[-1]}`.\n")
+    return lines
+
+
+def _pairs(case):
+    pairs = case.get("pair_ratios") or []
+    if len(pairs) < 2:
+        return ""
+    return f"; pairs {min(pairs):.2f}–{max(pairs):.2f}x"
+
+
+def _code(code):
+    if not code:
+        return "–"
+    return (f"`{code['path']}` commit {code['commit']} (its last change outside benchmarks/ "
+            f"and tests/: {code.get('code_commit')})"
+            + (" with uncommitted changes" if code.get("dirty") else ""))
+
+
+def _quality(case):
+    found = case.get("quality") or {}
+    ours, theirs = found.get("mixlake") or {}, found.get("sklearn") or {}
+    if case.get("grid"):
+        def one(q):
+            return f"{q['chosen']} ({q['bic']:,.0f})" if "chosen" in q else "–"
+    else:
+        def one(q):
+            return f"{q['log_likelihood']:.4f}" if "log_likelihood" in q else "–"
+    return f"{one(ours)} / {one(theirs)}"
+
+
+def _init_passes(piece):
+    passes, its, init = piece.get("passes"), piece.get("iterations"), piece["phases"].get("init")
+    if not passes or not its or init is None:
+        return "–"
+    n = passes - len(its) - 1
+    return f"{n}, {init / n:.2f} s" if n > 0 else str(n)
+
+
+def _iterations(piece):
+    its = [i["seconds"] for i in piece.get("iterations", [])]
+    return f"{len(its)}, {sum(its) / len(its):.2f} s" if its else "–"
 
 
 NOTES = """\

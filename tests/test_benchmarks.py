@@ -40,3 +40,73 @@ def test_one_section_reruns_into_saved_results(tmp_path):
     second = json.loads((tmp_path / "RESULTS.json").read_text())
     assert [r["sections"] for r in second["rerun"]] == [["tiny"]]
     assert second["started"] == first["started"]
+
+
+def test_whole_process_benchmark_runs_both_sides_and_renders(tmp_path, monkeypatch):
+    """A tiny version of the whole-process section: the structure, never the times."""
+    from benchmarks import data, endtoend, report
+
+    monkeypatch.setenv("PYTHONPATH", ROOT)  # the command and the scripts use this checkout
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(name, "1")
+    spec = data.Spec(3_000, 16, with_id=True, n_files=2)
+    plan = {"cases": [{"name": "tiny", "spec": spec, "repeats": 1},
+                      {"name": "tiny grid", "spec": spec, "grid": 2, "repeats": 1}],
+            "probe_repeats": 1}
+    work = tmp_path / "work"
+    work.mkdir()
+    section = endtoend.run(plan, str(tmp_path / "data"), str(work),
+                           command=[sys.executable, "-m", "flows.cli"], log=lambda _: None)
+    assert [c["case"] for c in section["cases"]] == ["tiny", "tiny grid"]
+    for case in section["cases"]:
+        for side in ("mixlake", "sklearn"):
+            assert case[side]["fastest"] > 0 and case[side]["peak_rss"] > 0
+            assert [r["returncode"] for r in case[side]["runs"]] == [0]
+        assert case["mixlake"]["processes"] > case["sklearn"]["processes"] == 1
+        outputs = case["outputs"]
+        assert outputs["same_files"] and outputs["same_schema"] and outputs["same_ids"]
+        assert outputs["rows"] == 3_000 and outputs["columns"][:2] == ["id", "cluster"]
+        piece = case["breakdown"]
+        assert set(piece["phases"]) == {key for key, _ in endtoend.PHASES}
+        assert None not in piece["phases"].values(), piece["phases"]
+        assert abs(piece["unaccounted"]) < 1e-6 and piece["iterations"]
+        assert piece["passes"] > 0
+    startup = section["startup"]
+    assert all(p["fastest"] > 0 for p in startup["probes"].values()), startup["probes"]
+    assert startup["imports"]["total"] > 0 and startup["imports"]["slowest"]
+    with open(os.path.join(ROOT, "benchmarks", "RESULTS.json")) as f:
+        results = json.load(f)
+    text = report.render({**results, "end_to_end_process": section})
+    assert "## Whole process, timed from the shell" in text
+    assert "whole `mixlake run` >= 4x faster than the scikit-learn script" in text
+
+
+def test_breakdown_reads_the_phases_from_the_lines_of_a_run():
+    from benchmarks import endtoend
+
+    stderr = [(0.5, "some warning"),
+              (4.0, "01:00:00 INFO    pipeline.cluster: started a LocalCluster: 2 workers"),
+              (5.0, "01:00:01 INFO    pipeline.run: loaded 100 rows x 2 features from 1 "
+                    "partition(s)"),
+              (8.0, "01:00:04 INFO    pipeline.selection: 2 candidates initialised in 9 passes"),
+              (9.0, "a-k1 iteration 1: log-likelihood -3.0, change inf, 0.900 s"),
+              (9.0, "b-k1 iteration 1: log-likelihood -3.5, change inf, 0.900 s"),
+              (10.0, "a-k1 iteration 2: log-likelihood -2.9, change 0.1, 1.000 s"),
+              (10.5, "pipeline.selection: selected a-k1 by bic in 12 passes over the data"),
+              (10.6, "pipeline.run: writing 1 partition(s) into /x")]
+    stdout = [(14.0, "mixlake run 20260101T000000Z-abcdef  (config 0123)"),
+              (14.0, "  candidates    2, 12 passes over the data"),
+              (14.0, "  chosen        a-k1: 1 components, full covariance, BIC 1.0, "
+                     "2 iterations, converged"),
+              (14.0, "  time          start-up 1.0 s, load 1.0 s, select 5.5 s, write 1.4 s, "
+                     "other 0.1 s; total 11.0 s")]
+    piece = endtoend.breakdown({"stderr": stderr, "stdout": stdout, "seconds": 15.0})
+    phases = piece["phases"]
+    assert phases["start-up"] == 4.0 and phases["load"] == 1.0 and phases["init"] == 3.0
+    assert phases["EM"] == 2.0 and phases["final pass"] == 0.5
+    assert abs(phases["write"] - 1.5) < 1e-9 and abs(phases["close + report"] - 2.0) < 1e-9
+    assert phases["exit"] == 1.0 and abs(piece["unaccounted"]) < 1e-9
+    assert [i["iteration"] for i in piece["iterations"]] == [1, 2]
+    assert piece["passes"] == 12 and piece["n_iter"] == 2
+    assert piece["summary_time"] == {"start-up": 1.0, "load": 1.0, "select": 5.5, "write": 1.4,
+                                     "other": 0.1, "total": 11.0}
