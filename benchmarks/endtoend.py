@@ -188,7 +188,8 @@ _MARKERS = {
     "cluster": re.compile(r"started a LocalCluster|connected to the Dask scheduler"),
     "loaded": re.compile(r"\bloaded \d+ rows"),
     "initialised": re.compile(r"candidates? initiali[sz]ed|initiali[sz]ation \("),
-    "iteration": re.compile(r"\biteration (\d+)\b.*?([\d.]+) s\s*$"),
+    # the leading run's line of each pass; a grid's ends with "(k of n runs go on)"
+    "iteration": re.compile(r"\biteration (\d+)\b.*?([\d.]+) s(?: \(.*\))?\s*$"),
     "selected": re.compile(r"\bselected \S+ by\b"),
     "writing": re.compile(r"\bwriting \d+ partition"),
 }

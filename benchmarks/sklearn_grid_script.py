@@ -32,4 +32,4 @@ for i, table in enumerate(tables):
     p, start = proba[start:start + table.num_rows], start + table.num_rows
     columns = {"id": table["id"], "cluster": pa.array(p.argmax(axis=1).astype(np.int32))}
     columns.update({f"prob_{k}": p[:, k] for k in range(p.shape[1])})
-    pq.write_table(pa.table(columns), os.path.join(out_dir, f"part.{i}.parquet"))
+    pq.write_table(pa.table(columns), os.path.join(out_dir, files[i]))  # as the input
