@@ -53,6 +53,9 @@ def main(argv=None):
     parser.add_argument("--features", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
+    parser.add_argument("--save", action="store_true",
+                        help="merge the result into benchmarks/RESULTS.json and re-render "
+                             "RESULTS.md")
     args = parser.parse_args(argv)
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 
@@ -117,6 +120,30 @@ def main(argv=None):
               f"{read[way] / 2**20:.1f} MiB | {read[way] / (day_bytes + ledger_bytes):.2f} |")
     print(f"\nincremental / alone: time {best['incremental'] / best['alone']:.2f}x "
           f"(target <= 1.5x), bytes {read['incremental'] / read['alone']:.2f}x")
+    if args.save:
+        import datetime as dt
+        import json
+
+        from benchmarks import report
+
+        labels = {"incremental": f"incremental, {args.days} scored + 1 new day",
+                  "alone": "the new day alone"}
+        result = {
+            "measured": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "days": args.days, "rows": args.rows, "features": args.features,
+            "repeats": args.repeats, "new_day": new_day, "day_mib": day_bytes / 2**20,
+            "ledger_kib": ledger_bytes / 2**10,
+            "runs": [{"label": labels[way], "fastest": best[way], "median": median[way],
+                      "mib": read[way] / 2**20,
+                      "read_ratio": read[way] / (day_bytes + ledger_bytes)}
+                     for way in ("incremental", "alone")],
+            "time_ratio": best["incremental"] / best["alone"],
+            "bytes_ratio": read["incremental"] / read["alone"]}
+        path = Path(__file__).with_name("RESULTS.json")
+        saved = json.loads(path.read_text())
+        saved["incremental"] = result
+        path.write_text(json.dumps(saved, indent=1))
+        report.write(saved, str(path.with_suffix(".md")))
 
 
 if __name__ == "__main__":

@@ -431,8 +431,32 @@ def render(results):
                 f"{row['block_rows']} | " + " | ".join(f"{v:.0f}" for v in ns.values())
                 + f" | {sum(ns.values()):.0f} |")
         add("")
+    incremental = results.get("incremental")
+    if incremental:
+        add(incremental_markdown(incremental))
     add(NOTES)
     return "\n".join(out) + "\n"
+
+
+def incremental_markdown(result):
+    """The incremental-scoring section (``python -m benchmarks.incremental --save``)."""
+    rows = ["## Incremental scoring\n",
+            f"`python -m benchmarks.incremental`, {result['measured']}: {result['days']} daily "
+            f"partitions of {result['rows']:,} rows x {result['features']} features scored, "
+            f"then day {result['new_day']} added ({result['day_mib']:.1f} MiB of Parquet; "
+            f"ledger {result['ledger_kib']:.1f} KiB); {result['repeats']} alternating "
+            "repeats on one 2-worker LocalCluster; bytes = what the client and the workers "
+            "read (rchar) during the run.\n",
+            "| run | fastest | median | bytes read | read / (day + ledger) |",
+            "| --- | ---: | ---: | ---: | ---: |"]
+    for row in result["runs"]:
+        rows.append(f"| {row['label']} | {row['fastest']:.2f} s | {row['median']:.2f} s | "
+                    f"{row['mib']:.1f} MiB | {row['read_ratio']:.2f} |")
+    rows.append(f"\nincremental / the day alone: time {result['time_ratio']:.2f}x (target "
+                f"<= 1.5x: {'met' if result['time_ratio'] <= 1.5 else 'not met'}), bytes "
+                f"{result['bytes_ratio']:.2f}x; bytes read within 10% of the day's files plus "
+                f"the ledger: {'met' if result['runs'][0]['read_ratio'] <= 1.1 else 'not met'}.\n")
+    return "\n".join(rows)
 
 
 def _s(seconds):
