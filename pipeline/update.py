@@ -49,13 +49,15 @@ def inspect_for_update(config):
         return UpdateInput(schema, None, len(schema.inputs))
     model_path = published.join("model").url
     _, meta = store.load_model(model_path, config.output.storage_options)
-    selected, _, _ = source.discover(config.source)
+    listed = source.listing(config.source)
     incremental = config.output.mode_for("update") == "incremental"
-    plan = ledger.plan(selected, ledger.read(published) if incremental else [],
+    plan = ledger.plan(listed.selected, ledger.read(published) if incremental else [],
                        meta["model_id"])
-    schema = source.inspect(config.source, config.source.features or meta["features"],
-                            inputs=plan.to_score)
-    return UpdateInput(schema, plan, len(selected), model_path)
+    # scoring reads no weights: the fit's source.weight need not be in the files scored
+    schema = source.inspect(config.source.model_copy(update={"weight": None}),
+                            config.source.features or meta["features"],
+                            inputs=plan.to_score, listed=listed)
+    return UpdateInput(schema, plan, len(listed.selected), model_path)
 
 
 def _files_under(location, folder):

@@ -29,12 +29,17 @@ def s3_server():
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY=SECRET,
                       AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
     import boto3
+    import s3fs
 
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    # fsspec keeps filesystems by their arguments, not by the endpoint in the environment:
+    # one made against another module's (stopped) server must not be handed out here
+    s3fs.S3FileSystem.clear_instance_cache()
     try:
         yield endpoint
     finally:
         server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
