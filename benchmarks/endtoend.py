@@ -621,6 +621,7 @@ def run(plan, data_dir, work_dir, command="mixlake", cases=None, probes=True, se
     script = os.path.basename(command[0]) if len(command) == 1 else "mixlake"
     entry = _entry_point(script)
     result.update(command=shlex.join(command), prefect=_prefect_configured(),
+                  cores=os.cpu_count(),
                   code=code_under_test(entry.module if entry else "flows.cli", env),
                   at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   load_average=_load_average())
