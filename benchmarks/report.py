@@ -561,10 +561,10 @@ def render_process(section):
         add("")
         imports = startup.get("imports") or {}
         if "per_phase" in imports:
-            add(f"One instrumented run of the command's entry point in its own process "
-                f"(untimed; {_s(imports['end'])} in all) spent **{_s(imports['total'])} "
-                "importing modules** in the command's process (the dask workers import in "
-                "their own): "
+            add(f"One instrumented run of the command's entry point on {startup.get('case')} "
+                f"in its own process (untimed; {_s(imports['end'])} in all) spent "
+                f"**{_s(imports['total'])} importing modules** in the command's process (the "
+                "dask workers import in their own): "
                 + ", ".join(f"{k} {v:.1f} s" for k, v in imports["per_phase"].items())
                 + ". The slowest imports (outermost, cumulative): "
                 + ", ".join(f"`{i['module']}` {i['seconds']:.2f} s at {i['at']:.1f} s"
