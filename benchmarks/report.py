@@ -642,8 +642,9 @@ NOTES = """\
   few percent of a `mixlake run`. The k-means|| initialisation is the largest phase: 15
   passes at 1M (the data's mean and variance; 5 rounds of a cost pass and a sampling pass,
   each round then fetching the sampled rows; the candidates' weights; 2 Lloyd passes; the
-  first responsibilities), each slower than an EM iteration, so it costs about as much as
-  the script's whole fit.
+  first responsibilities), each about as long as an EM iteration (it reads every row and
+  waits for the client between rounds), so it costs a dozen EM iterations where the EM
+  itself needs two on these data.
   Before the first pass come `import flows.cli` (scikit-learn through `pipeline.store`)
   and the LocalCluster, which starts ~3 s slower than alone because dask spawns its
   workers and each imports the command's main module, i.e. `flows.cli` and scikit-learn,
