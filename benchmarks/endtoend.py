@@ -622,11 +622,12 @@ def run(plan, data_dir, work_dir, command="mixlake", cases=None, probes=True, se
     script = os.path.basename(command[0]) if len(command) == 1 else "mixlake"
     entry = _entry_point(script)
     result.update(command=shlex.join(command), prefect=_prefect_configured(),
+                  cores=os.cpu_count(),
                   code=code_under_test(entry.module if entry else "flows.cli", env),
                   at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   load_average=_load_average())
     rows = {row["case"]: row for row in result.get("cases", [])}
-    first_config = None
+    first_config = first_case = None
     for case in plan["cases"]:
         if cases and case["name"] not in cases:
             continue
@@ -634,6 +635,7 @@ def run(plan, data_dir, work_dir, command="mixlake", cases=None, probes=True, se
         row = run_case(case, folder, work_dir, command, env, settle, log)
         rows[row["case"]] = row
         if not case.get("grid") and first_config is None:
+            first_case = case["name"]
             first_config = os.path.join(
                 work_dir, re.sub(r"[^A-Za-z0-9]+", "-", case["name"]).strip("-") + ".yaml")
     order = [c["name"] for c in plan["cases"]]
@@ -642,8 +644,8 @@ def run(plan, data_dir, work_dir, command="mixlake", cases=None, probes=True, se
     # the probes (and their instrumented run) go with the first one-model case run
     if probes and first_config:
         log("whole process: start-up probes")
-        result["startup"] = startup_probes(command, first_config, work_dir, env,
-                                           plan["probe_repeats"], settle)
+        result["startup"] = {"case": first_case, **startup_probes(
+            command, first_config, work_dir, env, plan["probe_repeats"], settle)}
     return result
 
 

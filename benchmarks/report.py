@@ -525,6 +525,18 @@ def render_process(section):
         "*labels agree* counts the rows whose cluster matches after renumbering, so "
         "anything below 100 % on well-separated clusters means one side settled in a "
         "worse local optimum.\n")
+    cores = section.get("cores") or 2
+    for case in cases:
+        ours, theirs = case.get("mixlake") or {}, case.get("sklearn") or {}
+        if ours.get("cpu_seconds") and theirs.get("cpu_seconds"):
+            floor = ours["cpu_seconds"] / cores
+            add(f"- {case['case']}: the run used {ours['cpu_seconds']:.1f} CPU seconds, the "
+                f"script {theirs['cpu_seconds']:.1f} (fewest of the repeats; CPU seconds "
+                "change far less with other load than wall time). On "
+                f"{cores} cores the run cannot take less than {floor:.1f} s, and the script, "
+                "one thread, takes about its CPU seconds on an idle machine: as the work "
+                f"stands, mixlake can be at most {theirs['cpu_seconds'] / floor:.1f}x faster.")
+    add("")
     if cases:
         add("### Where a `mixlake run`'s seconds go\n")
         add("From the arrival time of each line the run prints (its fastest repeat): the "
@@ -573,10 +585,10 @@ def render_process(section):
         add("")
         imports = startup.get("imports") or {}
         if "per_phase" in imports:
-            add(f"One instrumented run of the command's entry point in its own process "
-                f"(untimed; {_s(imports['end'])} in all) spent **{_s(imports['total'])} "
-                "importing modules** in the command's process (the dask workers import in "
-                "their own): "
+            add(f"One instrumented run of the command's entry point on {startup.get('case')} "
+                f"in its own process (untimed; {_s(imports['end'])} in all) spent "
+                f"**{_s(imports['total'])} importing modules** in the command's process (the "
+                "dask workers import in their own): "
                 + ", ".join(f"{k} {v:.1f} s" for k, v in imports["per_phase"].items())
                 + ". The slowest imports (outermost, cumulative): "
                 + ", ".join(f"`{i['module']}` {i['seconds']:.2f} s at {i['at']:.1f} s"
@@ -650,6 +662,21 @@ NOTES = """\
   forms (tied, diag, spherical) compute in float64 whatever the input, so float32 gains
   there only the memory; per-sub-block float64 accumulation and the client's M-step do not
   shrink.
+- **Whole process** (the breakdown above): the EM the per-iteration tables measure is a
+  few percent of a `mixlake run`. The k-means|| initialisation is the largest phase: 15
+  passes at 1M (the data's mean and variance; 5 rounds of a cost pass and a sampling pass,
+  each round then fetching the sampled rows; the candidates' weights; 2 Lloyd passes; the
+  first responsibilities), each about as long as an EM iteration (it reads every row and
+  waits for the client between rounds), so it costs a dozen EM iterations where the EM
+  itself needs two on these data.
+  Before the first pass come `import flows.cli` (scikit-learn through `pipeline.store`)
+  and the LocalCluster, which starts ~3 s slower than alone because dask spawns its
+  workers and each imports the command's main module, i.e. `flows.cli` and scikit-learn,
+  again (the two LocalCluster rows of the start-up table). Load and write grow with the
+  data (Parquet decoding on 2 workers; scoring and encoding every file). And the run
+  spends more CPU seconds than the script: on 2 cores no overlap brings its wall time under
+  half of them, which bounds the ratio (see the CPU lines under the table) until the
+  total work shrinks.
 - **Memory**: a worker holds its chunks plus a few MiB of sub-block buffers (the largest
   temporary is 2**18 elements). scikit-learn's full fit allocates N x D temporaries per
   component and N x K arrays for the responsibilities.
