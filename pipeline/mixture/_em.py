@@ -18,8 +18,37 @@ from pipeline.mixture import _covariance, _kernels
 PARAMETERS = ("weights", "means", "covariances", "precisions_cholesky")
 
 
+class FitProgress:
+    """What every state of the fit core has in common (EMState, VariationalState): the
+    fields ``max_iter``, ``tol``, ``lower_bound(s)``, ``n_iter``, ``converged``, ``error``
+    and ``means`` are their own; the bookkeeping of an iteration is here."""
+
+    @property
+    def n_components(self):
+        return self.means.shape[0]
+
+    @property
+    def running(self):
+        return self.error is None and not self.converged and self.n_iter < self.max_iter
+
+    def history(self):
+        """The fit's history, as keywords of ``GaussianMixture._from_parameters``."""
+        return dict(converged=self.converged, n_iter=self.n_iter,
+                    lower_bound=self.lower_bound, lower_bounds=self.lower_bounds)
+
+    def _record(self, lower_bound):
+        """Take an iteration's lower bound; converged when it changed less than ``tol``.
+        Returns the change."""
+        change = lower_bound - self.lower_bound
+        self.lower_bound = lower_bound
+        self.lower_bounds.append(lower_bound)
+        if abs(change) < self.tol:
+            self.converged = True
+        return change
+
+
 @dataclass
-class EMState:
+class EMState(FitProgress):
     """One model being fitted: its parameters and its history."""
 
     covariance_type: str
@@ -43,21 +72,8 @@ class EMState:
         for name in PARAMETERS:
             setattr(self, name, np.asarray(getattr(self, name), np.float64))
 
-    @property
-    def n_components(self):
-        return self.means.shape[0]
-
-    @property
-    def running(self):
-        return self.error is None and not self.converged and self.n_iter < self.max_iter
-
     def parameters(self):
         return tuple(getattr(self, name) for name in PARAMETERS)
-
-    def history(self):
-        """The fit's history, as keywords of ``GaussianMixture._from_parameters``."""
-        return dict(converged=self.converged, n_iter=self.n_iter,
-                    lower_bound=self.lower_bound, lower_bounds=self.lower_bounds)
 
     def model(self, dtype):
         """The E-step model of the current parameters, for one pass in ``dtype``."""
@@ -86,12 +102,7 @@ class EMState:
         self.weights = nk / nk.sum()
         self.means, self.covariances = means, covariances
         self.precisions_cholesky = precisions_cholesky
-        change = lower_bound - self.lower_bound
-        self.lower_bound = lower_bound
-        self.lower_bounds.append(lower_bound)
-        if abs(change) < self.tol:
-            self.converged = True
-        return change
+        return self._record(lower_bound)
 
     def to_dict(self):
         """``(fields, arrays)``: a JSON-able dict and a dict of the parameter arrays.

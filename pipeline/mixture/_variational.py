@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from pipeline.mixture import _covariance, _kernels
+from pipeline.mixture._em import FitProgress
 
 PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 
@@ -177,7 +178,7 @@ def sum_resp_log_resp(stats, model):
 
 
 @dataclass
-class VariationalState:
+class VariationalState(FitProgress):
     """One variational mixture being fitted: its priors, parameters and history."""
 
     covariance_type: str
@@ -214,24 +215,12 @@ class VariationalState:
                                   eps > np.finfo(np.float64).eps))
         return state
 
-    @property
-    def n_components(self):
-        return self.means.shape[0]
-
-    @property
-    def running(self):
-        return self.error is None and not self.converged and self.n_iter < self.max_iter
-
     def parameters(self):
         """sklearn's ``_get_parameters``: weight_concentration a tuple for the process."""
         params = tuple(getattr(self, name) for name in PARAMETERS)
         if self.priors.weight_concentration_prior_type == "dirichlet_process":
             params = (tuple(self.weight_concentration),) + params[1:]
         return params
-
-    def history(self):
-        return dict(converged=self.converged, n_iter=self.n_iter,
-                    lower_bound=self.lower_bound, lower_bounds=self.lower_bounds)
 
     def model(self, dtype):
         """The E-step model of the current variational parameters, in ``dtype``."""
@@ -287,13 +276,7 @@ class VariationalState:
         nk, xk, sk = _covariance.m_step(stats, model["shift"], self.covariance_type,
                                         self.reg_covar, eps)
         self._set(self.estimate(nk, xk, sk, dtype == np.float32))
-        lower_bound = self._lower_bound(entropy_term)
-        change = lower_bound - self.lower_bound
-        self.lower_bound = lower_bound
-        self.lower_bounds.append(lower_bound)
-        if abs(change) < self.tol:
-            self.converged = True
-        return change
+        return self._record(self._lower_bound(entropy_term))
 
     def _lower_bound(self, sum_resp_log_resp):
         """sklearn's ``_compute_lower_bound`` under the current parameters."""
