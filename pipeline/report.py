@@ -332,22 +332,19 @@ def _report_markdown(report, criterion, *, with_clusters):
             + ("converged." if chosen.get("converged") else "**not converged**."),
         ]
     out += [
-        "",
-        "### Clusters",
-        "",
-        _cluster_table_markdown(report),
-        "## Passes and timings",
-        "",
-        f"Passes over the data: {_number(report.get('passes'), '.0f')}",
-        "",
-        _timings_markdown(report.get("timings") or {}),
-        "## Figures",
-        "",
-        f"![{name}](bic.png)",
+        *_common_sections(report, f"![{name}](bic.png)"),
     ]
     if with_clusters:
         out += ["", "![clusters](clusters.png)"]
     return "\n".join(out) + "\n"
+
+
+def _common_sections(report, figure):
+    """The clusters, passes, timings and the first figure: the same in every report."""
+    return ["", "### Clusters", "", _cluster_table_markdown(report),
+            "## Passes and timings", "",
+            f"Passes over the data: {_number(report.get('passes'), '.0f')}", "",
+            _timings_markdown(report.get("timings") or {}), "## Figures", "", figure]
 
 
 def _bayesian_markdown(report, *, with_clusters):
@@ -377,18 +374,7 @@ def _bayesian_markdown(report, *, with_clusters):
         f"{_number(chosen.get('lower_bound'), ',.4f')}, "
         f"{_number(chosen.get('n_iter'), '.0f')} iterations, "
         + ("converged." if chosen.get("converged") else "**not converged**."),
-        "",
-        "### Clusters",
-        "",
-        _cluster_table_markdown(report),
-        "## Passes and timings",
-        "",
-        f"Passes over the data: {_number(report.get('passes'), '.0f')}",
-        "",
-        _timings_markdown(report.get("timings") or {}),
-        "## Figures",
-        "",
-        "![weights](weights.png)",
+        *_common_sections(report, "![weights](weights.png)"),
     ]
     if with_clusters:
         out += ["", "![clusters](clusters.png)"]
