@@ -234,7 +234,7 @@ def test_a_row_of_weight_0_adds_nothing_even_at_log_likelihood_minus_inf():
                         _kernels.em_chunk(np.delete(X, 7, axis=0), [model])[0], rtol=1e-12)
 
 
-def test_weighted_describe_and_lloyd_are_those_of_the_repeated_rows():
+def test_weighted_describe_and_labels_pass_are_those_of_the_repeated_rows():
     from pipeline.mixture import _init
 
     X = _data(offset=1e3)
@@ -247,12 +247,13 @@ def test_weighted_describe_and_lloyd_are_those_of_the_repeated_rows():
                                                             np.count_nonzero(weights))
     assert_allclose(weighted["mean"], reference["mean"], rtol=1e-14)
     assert_allclose(weighted["m2"], reference["m2"], rtol=1e-9)
-    centers = [X[:3] + 0.1]
-    shift = X.mean(axis=0)
-    ours = _init.lloyd_chunk(X, centers, shift, sample_weight=weights)[0]
-    expected = _init.lloyd_chunk(repeated, centers, shift)[0]
-    for key in ("counts", "sums", "inertia"):
-        assert_allclose(ours[key], expected[key], rtol=1e-10, err_msg=key)
+    centers = X[:3] + 0.1
+    specs = [("labels", centers, centers, "full")]  # k-means' step from its centers
+    ours = _init._init_resp_chunk(X, 0, specs, sample_weight=weights)[0]
+    expected = _init._init_resp_chunk(repeated, 0, specs)[0]
+    assert (ours["n"], expected["n"]) == (len(X), len(repeated))  # rows seen
+    for key in set(expected) - {"n"}:
+        assert_allclose(ours[key], expected[key], rtol=1e-10, atol=1e-9, err_msg=key)
 
 
 # ------------------------------------------------------------- describe

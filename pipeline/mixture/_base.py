@@ -118,7 +118,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
             return log_likelihood / total
         if is_dask_collection(log_prob):
             return float(log_prob.mean(dtype=np.float64).compute())
-        return float(np.mean(log_prob, dtype=np.float64))
+        return float(np.mean(log_prob))  # as sklearn: in the dtype of the log-densities
 
     def _n_samples(self, X):
         return int(X.shape[0]) if not is_dask_dataframe(X) else int(

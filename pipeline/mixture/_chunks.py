@@ -282,17 +282,24 @@ class ChunkedData:
 
     def take(self, indices):
         """Rows at the given global indices, in that order (reads only their chunks)."""
+        return self._take(self._blocks, indices, (self.n_features,))
+
+    def take_weights(self, indices):
+        """The sample weights at the given global indices, in that order."""
+        return self._take(self._weight_blocks, indices, ())
+
+    def _take(self, blocks, indices, trailing):
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0:
-            return np.empty((0, self.n_features), dtype=np.float64)
+            return np.empty((0, *trailing), dtype=np.float64)
         order = np.argsort(indices, kind="stable")
         sorted_idx = indices[order]
         chunk_of = np.searchsorted(self.offsets, sorted_idx, side="right") - 1
         pieces = []
         for chunk in np.unique(chunk_of):
             local = sorted_idx[chunk_of == chunk] - self.offsets[chunk]
-            pieces.append(_take_rows(self._blocks[chunk], local) if not self.is_dask else
-                          _delayed_take(self._blocks[chunk], local))
+            pieces.append(_take_rows(blocks[chunk], local) if not self.is_dask else
+                          _delayed_take(blocks[chunk], local))
         rows = np.concatenate(self.compute(*pieces), axis=0).astype(np.float64)
         out = np.empty_like(rows)
         out[order] = rows

@@ -1,7 +1,8 @@
-"""Initialisation on the cluster: kmeans (k-means|| + Lloyd), k-means++, random, random_from_data.
+"""Initialisation on the cluster: kmeans (on a sample), k-means++, random, random_from_data.
 
-Nothing here collects the data on the client. Every method is a handful of passes over
-the chunks through :class:`~pipeline.mixture._chunks.ChunkedData`, and several
+Nothing here collects the data on the client but a sample of rows for k-means. Every
+method is a handful of passes over the chunks through
+:class:`~pipeline.mixture._chunks.ChunkedData`, and several
 initialisations (a grid of candidates, or ``n_init`` restarts) advance in lock-step so
 that each pass serves all of them. Randomness is drawn from generators seeded by
 ``(seed, step, chunk index)``: the result does not depend on the number of workers.
@@ -20,9 +21,12 @@ logger = logging.getLogger("pipeline.mixture")
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
-KMEANS_PARALLEL_ROUNDS = 5
-KMEANS_MAX_ITER = 300
-KMEANS_TOL = 1e-4
+# k-means runs on a uniform sample of at least this many rows ...
+KMEANS_SAMPLE_ROWS = 50_000
+# ... and of at least this many per cluster
+KMEANS_SAMPLE_ROWS_PER_CLUSTER = 1_000
+# restarts of k-means on the sample (its best inertia is kept)
+KMEANS_N_INIT = 1
 
 
 @dataclass
@@ -75,48 +79,8 @@ def min_sq_distance_chunk(X, centers_list, shift, sample_weight=None):
     return mins if sample_weight is None else mins * sample_weight
 
 
-def lloyd_chunk(X, centers_list, shift, sample_weight=None):
-    """For each center set: (weighted) counts (C,), sums of (x - shift) (C, D), inertia."""
-    out = []
-    Xs = X.astype(np.float64) - shift
-    if sample_weight is not None:
-        weighted = Xs * sample_weight[:, None]
-    for centers in centers_list:
-        n_centers = centers.shape[0]
-        if X.shape[0] == 0:
-            out.append({"counts": np.zeros(n_centers), "sums": np.zeros(centers.shape),
-                        "inertia": 0.0})
-            continue
-        d = _sq_distances(X, centers, shift)
-        labels = d.argmin(axis=1)
-        counts = np.bincount(labels, weights=sample_weight,
-                             minlength=n_centers).astype(np.float64)
-        sums = np.zeros(centers.shape)
-        np.add.at(sums, labels, Xs if sample_weight is None else weighted)
-        nearest = d[np.arange(len(labels)), labels]
-        out.append({"counts": counts, "sums": sums, "inertia": float(
-            nearest.sum() if sample_weight is None else nearest @ sample_weight)})
-    return out
-
-
 def nearest_center(X, centers, shift):
     return _sq_distances(X, centers, shift).argmin(axis=1)
-
-
-def _cost_chunk(X, centers_list, shift, sample_weight=None):
-    mins = min_sq_distance_chunk(X, centers_list, shift, sample_weight)
-    return [{"cost": float(m.sum())} for m in mins]
-
-
-def _sample_chunk(X, index, centers_list, shift, costs, oversampling, seeds, step,
-                  sample_weight=None):
-    mins = min_sq_distance_chunk(X, centers_list, shift, sample_weight)
-    picked = []
-    for d2, cost, factor, seed in zip(mins, costs, oversampling, seeds):
-        u = _rng(seed, step, index).uniform(size=d2.shape[0])
-        p = factor * d2 / cost if cost > 0 else np.zeros_like(d2)
-        picked.append(np.flatnonzero(u < p))
-    return picked
 
 
 def _top_keys(u, scores, n):
@@ -199,13 +163,44 @@ def _first_rows(data, seeds):
 # ------------------------------------------------------------------ k-means
 
 
-def kmeans_centers(data, specs, describe):
-    """Distributed k-means for several (n_clusters, seed) specs at once.
+def _positive_draw_chunk(X, index, seed, size, sample_weight):
+    """The chunk's best keys of drawing ``size`` rows uniformly among those of positive
+    weight (a stream of its own: the 2 in the key)."""
+    return [_top_keys(_rng(seed, 0, index, 2).uniform(size=len(sample_weight)),
+                      (sample_weight > 0).astype(np.float64), size)]
 
-    k-means|| seeding (Bahmani et al. 2012: ``KMEANS_PARALLEL_ROUNDS`` rounds with
-    oversampling 2k, candidates weighted by the points they attract and reclustered on
-    the client), then Lloyd iterations until the squared center shift falls under
-    ``KMEANS_TOL`` times the mean feature variance, as scikit-learn's KMeans stops.
+
+def sample_indices(data, seed, size):
+    """Global indices of ``size`` rows drawn uniformly without replacement (among rows
+    of positive weight when there are weights), sorted; every row when there are fewer.
+
+    Unweighted, the draw is made here from the chunk sizes: no pass over the data.
+    Weighted, one pass over the weights finds the rows of positive weight.
+    """
+    if not data.weighted:
+        if size >= data.n_samples:
+            return np.arange(data.n_samples, dtype=np.int64)
+        return np.sort(_rng(seed, 0, 2).choice(data.n_samples, size=size, replace=False))
+    _, idx = _best_keys(data, data.gather(_positive_draw_chunk, seed, size), 0, size)
+    return np.sort(idx)
+
+
+def kmeans_sample_size(n_clusters):
+    return max(KMEANS_SAMPLE_ROWS, KMEANS_SAMPLE_ROWS_PER_CLUSTER * n_clusters)
+
+
+def kmeans_centers(data, specs, describe):
+    """k-means for several (n_clusters, seed) specs at once, on a sample of the rows.
+
+    For each seed, ``kmeans_sample_size`` rows are drawn uniformly (every row of a small
+    data set; with weights, rows of positive weight, weighted by them) and scikit-learn's
+    KMeans (k-means++ seeding, Lloyd iterations to its tolerance) runs on them here, on
+    the client. The caller's pass of the labels (each row's nearest center) then makes
+    the initial parameters from every row: one more Lloyd step, on the whole data.
+
+    A uniform sample of tens of thousands of rows places the centers of k-means on the
+    whole data within its sampling error, at the cost of one gathering of the rows
+    instead of a pass per Lloyd iteration (and per seeding round of k-means||).
 
     Returns
     -------
@@ -213,54 +208,20 @@ def kmeans_centers(data, specs, describe):
     """
     from sklearn.cluster import KMeans
 
-    n = data.n_samples
-    shift = describe["mean"]
-    variance = describe["m2"] / (describe["weight"] if data.weighted else max(n, 1))
-    tol = KMEANS_TOL * float(np.mean(variance))
-    seeds = [seed for _, seed in specs]
-    first_rows = data.take(_first_rows(data, seeds))
-    candidates = [first_rows[j : j + 1] for j in range(len(specs))]
-    oversampling = [2 * k for k, _ in specs]
-    for step in range(1, KMEANS_PARALLEL_ROUNDS + 1):
-        costs = [c["cost"] for c in data.reduce(_cost_chunk, _kernels.combine_sums,
-                                                  candidates, shift)]
-        per_chunk = data.gather(_sample_chunk, candidates, shift, costs, oversampling,
-                                seeds, step)
-        picked = [_global_indices(data, [chunk[j] for chunk in per_chunk])
-                  for j in range(len(specs))]
-        rows = data.take(np.concatenate(picked))
-        bounds = np.cumsum([0] + [len(p) for p in picked])
-        candidates = [np.vstack([c, rows[bounds[j]:bounds[j + 1]]])
-                      for j, c in enumerate(candidates)]
-    for j, (k, seed) in enumerate(specs):
-        if len(candidates[j]) < k:
-            size, step = k - len(candidates[j]), KMEANS_PARALLEL_ROUNDS + 1
-            extra = (weighted_draws(data, [(seed, step, size)])[0] if data.weighted else
-                     _rng(seed, step).choice(n, size=size, replace=False))
-            candidates[j] = np.vstack([candidates[j], data.take(extra)])
-    counts = [r["counts"] for r in data.reduce(lloyd_chunk, _kernels.combine_sums,
-                                                 candidates, shift)]
+    seeds = sorted({seed for _, seed in specs})
+    size = kmeans_sample_size(max(k for k, _ in specs))
+    drawn = {seed: sample_indices(data, seed, size) for seed in seeds}
+    everything = np.concatenate([drawn[seed] for seed in seeds])
+    rows = data.take(everything)
+    weights = data.take_weights(everything) if data.weighted else None
+    bounds = dict(zip(seeds, np.cumsum([0] + [len(drawn[seed]) for seed in seeds])))
     centers = []
-    for (k, seed), cand, weight in zip(specs, candidates, counts):
-        km = KMeans(n_clusters=k, n_init=1, random_state=seed % (2**32))
-        centers.append(km.fit(cand, sample_weight=np.maximum(weight, 1e-12)).cluster_centers_)
-    active = list(range(len(specs)))
-    n_lloyd = 0
-    while active and n_lloyd < KMEANS_MAX_ITER:
-        n_lloyd += 1
-        result = data.reduce(lloyd_chunk, _kernels.combine_sums,
-                             [centers[j] for j in active], shift)
-        still = []
-        for j, r in zip(active, result):
-            counts_j = r["counts"][:, None]
-            new = np.where(counts_j > 0, shift + r["sums"] / np.maximum(counts_j, 1),
-                           centers[j])
-            moved = float(((new - centers[j]) ** 2).sum())
-            centers[j] = new
-            if moved > tol:
-                still.append(j)
-        active = still
-    logger.debug("k-means: %d Lloyd passes for %d specs", n_lloyd, len(specs))
+    for k, seed in specs:
+        sample = slice(bounds[seed], bounds[seed] + len(drawn[seed]))
+        km = KMeans(n_clusters=k, n_init=KMEANS_N_INIT, random_state=seed % (2**32))
+        km.fit(rows[sample], sample_weight=None if weights is None else weights[sample])
+        centers.append(km.cluster_centers_)
+    logger.debug("k-means: %d spec(s) on samples of %d rows", len(specs), size)
     return centers
 
 

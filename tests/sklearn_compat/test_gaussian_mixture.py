@@ -25,9 +25,10 @@ SKIPPED = {
         "test_fully_given_initial_parameters_cost_no_initialisation_pass"),
     "test_gaussian_mixture_precisions_init_diag": (
         "builds precisions_init from sklearn.cluster.KMeans(random_state=0) labels and "
-        "expects our kmeans init to give those components in the same order; ours is "
-        "k-means|| + Lloyd on the cluster, which finds the same two clusters in the other "
-        "order, so the given precisions meet the other component's means"),
+        "expects our kmeans init to give those components in the same order; ours runs "
+        "KMeans with a seed drawn from random_state (one per restart, so that restarts "
+        "run together), not on random_state itself, and finds the same two clusters in "
+        "the other order, so the given precisions meet the other component's means"),
 }
 
 # sklearn's test settings turn only deprecations into errors; ours turn every warning
