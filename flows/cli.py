@@ -82,10 +82,20 @@ def _close_logging():
 
 
 def _process_seconds():
-    """Seconds since this process started (interpreter start-up and imports included)."""
-    import psutil
+    """Seconds since this process started (interpreter start-up and imports included).
 
-    return time.time() - psutil.Process().create_time()
+    On Linux from the start time in /proc (clock ticks since boot) and the boot-time
+    clock: psutil's create_time adds the boot time, which /proc gives in whole seconds,
+    so it may be off by up to a second."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after the command's name
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
 
 
 def _time_line(summary):

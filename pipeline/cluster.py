@@ -21,15 +21,31 @@ _STARTING = {}
 
 def _key(cluster_config):
     return (cluster_config.n_workers, cluster_config.threads_per_worker,
-            str(cluster_config.memory_limit), cluster_config.local_directory)
+            cluster_config.processes, str(cluster_config.memory_limit),
+            cluster_config.local_directory)
+
+
+def _process_memory_limit(memory_limit):
+    """Bytes the mixlake process may hold when the workers are its threads: each worker
+    watches the memory of the whole process, so each gets the whole limit ('auto': the
+    machine's memory, as dask counts it)."""
+    from dask.utils import parse_bytes
+    from distributed.system import MEMORY_LIMIT
+
+    if memory_limit == "auto":
+        return int(MEMORY_LIMIT)
+    return int(parse_bytes(memory_limit) if isinstance(memory_limit, str) else memory_limit)
 
 
 def _local_cluster(cluster_config):
     from distributed import LocalCluster
 
+    memory_limit = cluster_config.memory_limit
+    if not cluster_config.processes:
+        memory_limit = _process_memory_limit(memory_limit)
     kwargs = dict(n_workers=cluster_config.n_workers,
                   threads_per_worker=cluster_config.threads_per_worker,
-                  memory_limit=cluster_config.memory_limit, processes=True,
+                  memory_limit=memory_limit, processes=cluster_config.processes,
                   dashboard_address=":0")
     if cluster_config.local_directory:
         kwargs["local_directory"] = cluster_config.local_directory
@@ -87,7 +103,23 @@ def connect(cluster_config):
         return
     starting = _STARTING.pop(_key(cluster_config), None)
     cluster = starting.result() if starting is not None else _local_cluster(cluster_config)
-    with cluster, Client(cluster, set_as_default=True) as client:
-        logger.info("started a LocalCluster: %d workers x %d threads", cluster_config.n_workers,
+    with cluster, Client(cluster, set_as_default=True) as client, _one_blas_thread(
+            cluster_config):
+        logger.info("started a LocalCluster: %d %s x %d threads", cluster_config.n_workers,
+                    "worker processes" if cluster_config.processes else "workers (threads)",
                     cluster_config.threads_per_worker)
         yield client
+
+
+@contextlib.contextmanager
+def _one_blas_thread(cluster_config):
+    """One BLAS thread per call while worker threads share this process, as dask's nanny
+    sets it for worker processes: a multi-threaded BLAS call competing with the other
+    workers for the cores runs many times slower."""
+    if cluster_config.processes:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

@@ -281,6 +281,10 @@ class Cluster(_Section):
     address: str | None = None
     n_workers: PositiveInt = 2
     threads_per_worker: PositiveInt = 1
+    processes: bool = Field(
+        False, description="false: the workers are threads of the mixlake process (no "
+                           "worker start-up, no copies between processes; memory_limit is "
+                           "the whole process's); true: one process per worker")
     memory_limit: str | int = "auto"
     local_directory: str | None = None
     connect_timeout: Annotated[float, Field(gt=0)] = 30.0

@@ -278,13 +278,25 @@ class Dataset:
         return int(sum(self.rows) - sum(self.valid_rows))
 
 
-def _scan_file(path, features, storage_options, distinct_limit, weight=None):
-    X = read_features(path, features + ([weight] if weight else []), storage_options)
-    X, w = (X[:, :-1], X[:, -1]) if weight else (X, None)
+def _distinct_rows(X, limit):
+    """Up to ``limit`` distinct rows of X: sorting a prefix of a few times ``limit`` rows
+    finds them in all but degenerate data, and costs a fraction of sorting every row."""
+    prefix = 4 * limit
+    while True:
+        distinct = np.unique(X[:prefix], axis=0)
+        if len(distinct) >= limit or prefix >= len(X):
+            return distinct[:limit]
+        prefix *= 8
+
+
+def _scan_block(X, distinct_limit, weighted):
+    """What the scan pass learns of one file's block (its weight column last when
+    ``weighted``): NaN / inf counts, valid rows, column statistics, distinct rows."""
+    X, w = (X[:, :-1], X[:, -1]) if weighted else (X, None)
     valid = np.isfinite(X).all(axis=1)
     Xv = X[valid]
     weights, candidates = {}, Xv
-    if weight:
+    if weighted:
         wv = w[valid]  # the rows the fit keeps (nan_policy drop removes the others)
         weights = {"w_nan": int(np.isnan(wv).sum()), "w_inf": int(np.isinf(wv).sum()),
                    "w_negative": int((wv < 0).sum()), "w_positive": int((wv > 0).sum())}
@@ -303,7 +315,7 @@ def _scan_file(path, features, storage_options, distinct_limit, weight=None):
         "m2": m2,
         # up to distinct_limit distinct rows: enough to tell "fewer distinct rows than
         # components" without a global distinct count
-        "distinct": (np.unique(candidates, axis=0)[:distinct_limit] if distinct_limit
+        "distinct": (_distinct_rows(candidates, distinct_limit) if distinct_limit
                      else Xv[:0]),
         **weights,
     }
@@ -335,14 +347,20 @@ def for_scoring(source, schema):
                    valid_rows=list(schema.rows))
 
 
-def _read_block(paths, features, storage_options, drop, mean, scale, dtype, weight=None):
-    """The features of one file (with ``weight``: and that column last, in float64)."""
-    (path,) = paths  # a block of the one-chunk-per-file array of paths
-    X = read_features(path, features + ([weight] if weight else []), storage_options)
-    n_features = len(features)
+def _read_raw(paths, columns, storage_options):
+    """The columns of one file in float64 (a block of the one-chunk-per-file paths)."""
+    (path,) = paths
+    return read_features(path, columns, storage_options)
+
+
+def _prepared_block(X, n_features, drop, mean, scale, dtype):
+    """A file's raw block as the fit sees it: rows with a non-finite feature dropped
+    (``drop``), standardized, in ``dtype``; a weight column (after the features) stays
+    float64."""
     if drop:
         X = X[np.isfinite(X[:, :n_features]).all(axis=1)]
     if mean is not None:
+        X = X if drop else X.copy()  # never the block read, which may be kept
         X[:, :n_features] = (X[:, :n_features] - mean) / scale
     return X.astype(dtype, copy=False)
 
@@ -416,24 +434,33 @@ def _pooled_scaler(scans):
     return mean, np.sqrt(m2 / n_valid)
 
 
-def load(source, dtype="float64", min_distinct_rows=None, schema=None):
-    """Scan the partitions once on the cluster and build the feature array.
+def load(source, dtype="float64", min_distinct_rows=None, schema=None, persist="auto"):
+    """Read the partitions once on the cluster: scan them, and build the feature array.
 
-    The scan pass counts NaN / inf per column and file (``nan_policy: error`` fails
-    naming both) and gives the column statistics for ``standardize``.
+    The scan counts NaN / inf per column and file (``nan_policy: error`` fails naming
+    both) and gives the column statistics for ``standardize``. When the data are kept
+    in the workers' memory (``persist``, as :class:`~pipeline.mixture._chunks.ChunkedData`
+    decides it: by default when they take at most half of it), each file is read once:
+    the scan runs on the block read, and the array the fit passes over is that block.
+    Otherwise (streamed) the scan reads each file, and every pass reads it again.
 
     Parameters
     ----------
     source : pipeline.config.Source
     schema : Schema, optional
         The run's inspection of the input; inspected here when not given.
+    persist : {'auto', True, False}
+        ``model.persist``.
 
     Returns
     -------
     Dataset
+        ``X`` (and ``weight``) persisted on the workers, or lazy when streamed.
     """
     import dask
     import dask.array as da
+
+    from pipeline.mixture._chunks import should_persist
 
     schema = schema or inspect(source)
     if schema.n_rows == 0:
@@ -446,30 +473,43 @@ def load(source, dtype="float64", min_distinct_rows=None, schema=None):
                         f"the input has only {schema.n_rows} row(s); lower "
                         "model.n_components")
     distinct_limit = min_distinct_rows or 0
-    logger.info("scanning %d file(s) for NaN/inf and column statistics", len(schema.files),
+    columns = features + ([source.weight] if source.weight else [])
+    logger.info("reading %d file(s): NaN/inf and column statistics", len(schema.files),
                 extra={"progress": {"phase": "scan", "total": 1}})
-    scans = dask.compute(*[dask.delayed(_scan_file, pure=True)(f, features, so,
-                                                               distinct_limit, source.weight)
-                           for f in schema.files])
+    # map_blocks over the paths, not a concatenation of from_delayed pieces: concatenate
+    # drops empty pieces, and chunk i must stay file i
+    paths = da.from_array(np.asarray(schema.files, dtype=object), chunks=1)
+    raw = paths.map_blocks(_read_raw, columns, so, new_axis=1,
+                           chunks=(tuple(schema.rows), (len(columns),)), dtype=np.float64,
+                           meta=np.empty((0, 0)))
+    keep = should_persist(schema.n_rows * len(features) * np.dtype(dtype).itemsize, persist)
+    if keep:
+        raw = raw.persist()
+    scans = dask.compute(*[dask.delayed(_scan_block, pure=True)(block, distinct_limit,
+                                                                bool(source.weight))
+                           for block in raw.to_delayed(optimize_graph=False).ravel()])
     _check_scans(source, schema, scans, min_distinct_rows)
     valid_rows = [s["valid"] for s in scans]
     mean, scale = _pooled_scaler(scans) if source.standardize else (None, None)
     drop = source.nan_policy == "drop"
-    # map_blocks over the paths, not a concatenation of from_delayed pieces: concatenate
-    # drops empty pieces, and chunk i must stay file i
-    paths = da.from_array(np.asarray(schema.files, dtype=object), chunks=1)
+    n_features = len(features)
     weight = None
+    if drop or mean is not None or np.dtype(dtype) != np.float64:
+        # the weight column stays float64 (it is split off below)
+        block = raw.map_blocks(_prepared_block, n_features, drop, mean, scale,
+                               "float64" if source.weight else dtype,
+                               chunks=(tuple(valid_rows), (len(columns),)),
+                               dtype=np.float64 if source.weight else np.dtype(dtype),
+                               meta=np.empty((0, 0)))
+    else:
+        block = raw
     if source.weight:
-        # one read per file for both: the features and the weight column last, in float64
-        block = paths.map_blocks(_read_block, features, so, drop, mean, scale, "float64",
-                                 source.weight, new_axis=1,
-                                 chunks=(tuple(valid_rows), (len(features) + 1,)),
-                                 dtype=np.float64, meta=np.empty((0, 0)))
         X, weight = block[:, :-1].astype(dtype), block[:, -1]
     else:
-        X = paths.map_blocks(_read_block, features, so, drop, mean, scale, dtype, new_axis=1,
-                             chunks=(tuple(valid_rows), (len(features),)),
-                             dtype=np.dtype(dtype), meta=np.empty((0, 0), dtype=dtype))
+        X = block
+    if keep and block is not raw:
+        X, weight = dask.persist(X, weight)  # then the raw blocks are let go
+    del raw
     return Dataset(files=list(schema.files), features=list(features),
                    passthrough=[c for c in source.passthrough
                                 if c not in schema.partition_keys],

@@ -55,13 +55,26 @@ def cluster_memory_bytes():
     """Total memory limit of the workers of the current client, or of this machine."""
     client = _distributed_client()
     if client is not None:
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        limits = [w.get("memory_limit") or 0 for w in workers]
-        if limits and all(limits):
-            return float(sum(limits))
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        limits = {}
+        for address, w in workers.items():
+            # workers that are threads of one process (inproc://host/pid/n) each watch
+            # that process's memory: its limit counts once
+            process = address.rsplit("/", 1)[0] if address.startswith("inproc://") else address
+            limits[process] = max(limits.get(process, 0), w.get("memory_limit") or 0)
+        if limits and all(limits.values()):
+            return float(sum(limits.values()))
     import psutil
 
     return float(psutil.virtual_memory().available)
+
+
+def should_persist(nbytes, persist="auto"):
+    """Keep data of ``nbytes`` in the workers' memory? ``persist`` True/False decides;
+    'auto': when they take at most ``PERSIST_MEMORY_FRACTION`` of it."""
+    if persist in (True, False):
+        return persist
+    return float(nbytes) <= PERSIST_MEMORY_FRACTION * cluster_memory_bytes()
 
 
 class ChunkedData:
@@ -130,7 +143,7 @@ class ChunkedData:
             return persist
         nbytes = float(X.nbytes)
         memory = cluster_memory_bytes()
-        decision = nbytes <= PERSIST_MEMORY_FRACTION * memory
+        decision = should_persist(nbytes)
         logger.info(
             "data %.1f MiB, cluster memory %.1f MiB: %s",
             nbytes / 2**20,
