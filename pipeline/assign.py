@@ -35,43 +35,60 @@ def assignment_table(X, passthrough_table, model, n_components, columns, mean=No
     from pipeline.mixture import _kernels
 
     valid = np.isfinite(X).all(axis=1)
-    Xv = X[valid]
+    every = bool(valid.all())
+    Xv = X if every else X[valid]
     if mean is not None:
         Xv = (Xv - mean) / scale
-    log_prob_norm, log_resp = _kernels.log_prob_resp(Xv.astype(model["center"].dtype), model)
     n = X.shape[0]
+    # log p(x) (n,) and the responsibilities component by component (K, n): each
+    # component's row is one contiguous column of the output, taken by Arrow as it is
+    log_prob_norm = np.empty(len(Xv), dtype=model["center"].dtype)
+    resp = np.empty((n_components, len(Xv)), dtype=np.float64)
+    labels_v = np.empty(len(Xv), dtype=np.int32)
+    for start, stop, lpn, block_log_resp in _kernels.log_prob_blocks(
+            Xv.astype(model["center"].dtype, copy=False), model):
+        log_prob_norm[start:stop] = lpn
+        np.argmax(block_log_resp, axis=0, out=labels_v[start:stop])
+        np.exp(block_log_resp, out=resp[:, start:stop])
     arrays = [passthrough_table.column(name) for name in passthrough_table.column_names]
     names = list(passthrough_table.column_names)
+    mask = None if every else ~valid
+
+    def full(values, dtype):
+        if every:
+            return values
+        out = np.zeros(n, dtype=dtype)
+        out[valid] = values
+        return out
 
     def add(name, values, arrow_type):
-        arrays.append(pa.array(values, mask=~valid, type=arrow_type))
+        arrays.append(pa.array(full(values, values.dtype), mask=mask, type=arrow_type))
         names.append(name)
 
-    labels = np.zeros(n, dtype=np.int32)
-    labels[valid] = log_resp.argmax(axis=1)
     if sums is not None:
-        sums.add(Xv, log_prob_norm, labels[valid])
-    add("cluster", labels, pa.int32())
+        sums.add(Xv, log_prob_norm, labels_v)
+    add("cluster", labels_v, pa.int32())
     if "probabilities" in columns:
-        proba = np.zeros((n, n_components))
-        proba[valid] = np.exp(log_resp)
         for k in range(n_components):
-            add(f"prob_{k}", proba[:, k], pa.float64())
+            add(f"prob_{k}", resp[k], pa.float64())
     if "log_density" in columns:
-        density = np.zeros(n)
-        density[valid] = log_prob_norm
-        add("log_density", density, pa.float64())
+        add("log_density", log_prob_norm.astype(np.float64, copy=False), pa.float64())
     if "outlier" in columns and watch is not None:
-        outlier = np.zeros(n, dtype=bool)
-        outlier[valid] = log_prob_norm < watch.threshold
-        add("outlier", outlier, pa.bool_())
+        add("outlier", log_prob_norm < watch.threshold, pa.bool_())
     return pa.Table.from_arrays(arrays, names=names)
 
 
 def _write_part(path, part, features, passthrough, storage_options, model, n_components,
-                columns, target, mean, scale, nan_policy, watch=None):
-    table = read_table(path, list(passthrough) + list(features), storage_options)
-    X = features_from_table(table, features)
+                columns, target, mean, scale, nan_policy, watch=None, block=None):
+    """Score one input file and write its assignment file. ``block``: the file's
+    features as the fit kept them in memory (rows as in the file, already standardized):
+    then only the passthrough columns are read."""
+    if block is not None:
+        table = read_table(path, list(passthrough), storage_options)
+        X, mean, scale = block, None, None
+    else:
+        table = read_table(path, list(passthrough) + list(features), storage_options)
+        X = features_from_table(table, features)
     if nan_policy == "error":  # when no scan pass checked the file before (scoring)
         check_finite(path, X, features)
     sums = watch.sums(n_components) if watch is not None else None
@@ -124,6 +141,22 @@ def file_stats(table):
                           for name, column in zip(table.column_names, table.columns)}}
 
 
+def _kept_blocks(dataset):
+    """Per file, the chunk of the fit's feature array held in the workers' memory, when
+    it has every row of its file (no row dropped) and the array is persisted; else None
+    (the writer reads the features again)."""
+    X = dataset.X
+    if X is None or dataset.valid_rows != dataset.rows:
+        return [None] * len(dataset.files)
+    try:
+        from distributed import futures_of
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return [None] * len(dataset.files)
+    if not futures_of(X):
+        return [None] * len(dataset.files)
+    return list(X.to_delayed(optimize_graph=False).ravel())
+
+
 def write_assignments(dataset, model, n_components, columns, target, target_options=None,
                       watch=None):
     """Write one assignment file under ``target/assignments/`` per input file, on the
@@ -150,12 +183,13 @@ def write_assignments(dataset, model, n_components, columns, target, target_opti
     import dask
 
     target = as_location(target, target_options)
+    blocks = _kept_blocks(dataset)
     tasks = [
         dask.delayed(_write_part, pure=False)(
             f, part, dataset.features, dataset.passthrough, dataset.storage_options, model,
             n_components, list(columns), target, dataset.scaler_mean, dataset.scaler_scale,
-            dataset.nan_policy, watch)
-        for f, part in zip(dataset.files, dataset.outputs)
+            dataset.nan_policy, watch, block)
+        for f, part, block in zip(dataset.files, dataset.outputs, blocks)
     ]
     results = _compute_with_progress(tasks)
     for r in results:

@@ -104,3 +104,33 @@ def test_write_assignments_applies_the_standardization(tmp_path):
     out = pa.concat_tables(read_parts(tmp_path / "out" / "assignments"))
     np.testing.assert_array_equal(out.column("cluster").to_numpy(), estimator.predict(Z))
     np.testing.assert_allclose(Z, (X - X.mean(axis=0)) / X.std(axis=0), atol=1e-12)
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_blocks_kept_by_the_fit_write_what_reading_again_writes(client2, tmp_path,
+                                                               standardize, dtype):
+    # on a cluster the load keeps each file's block in the workers' memory and the writer
+    # scores that block (reading only the passthrough columns): the same files, byte for
+    # byte, as scoring the features read again
+    from distributed import futures_of
+
+    from pipeline import assign
+
+    X = blob_partitions(tmp_path / "in", sizes=(40, 0, 60))
+    dataset = load(source(tmp_path / "in", features=["x0", "x1"], passthrough=["id"],
+                          standardize=standardize), dtype=dtype)
+    assert futures_of(dataset.X)
+    kept = assign._kept_blocks(dataset)
+    assert all(block is not None for block in kept)
+    estimator, _ = fitted_model(dataset.X.compute().astype(np.float64))
+    model = estimator._model(np.dtype(dtype))
+    columns = ["probabilities", "log_density"]
+    write_assignments(dataset, model, 2, columns, str(tmp_path / "kept"))
+    dataset.X = dataset.X.compute()  # not persisted on a cluster: the files are read again
+    assert assign._kept_blocks(dataset) == [None] * 3
+    write_assignments(dataset, model, 2, columns, str(tmp_path / "read"))
+    for name in ("part.0.parquet", "part.1.parquet", "part.2.parquet"):
+        kept_bytes = (tmp_path / "kept" / "assignments" / name).read_bytes()
+        assert kept_bytes == (tmp_path / "read" / "assignments" / name).read_bytes(), name
+    assert len(X) == 100

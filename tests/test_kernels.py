@@ -346,3 +346,24 @@ def test_singular_covariance_error_names_reg_covar(covariance_type, float32):
     with pytest.raises(ValueError, match="increase reg_covar") as info:
         _covariance.precision_cholesky(singular, covariance_type, float32)
     assert ("passing float64" in str(info.value)) == float32
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_label_stats_are_those_of_one_hot_responsibilities(covariance_type, weighted):
+    # k-means' step of the kmeans initialisation: each component's own rows instead of
+    # the general accumulator over one-hot responsibilities
+    from pipeline.mixture import _init
+
+    X = _data(offset=1e3)
+    centers = X[:3] + 0.1
+    weights = _integer_weights(len(X)) if weighted else None
+    ours = _init.label_stats(X, centers, covariance_type, weights)
+    labels = _init.nearest_center(X, centers, centers.mean(axis=0))
+    resp = np.zeros((len(X), 3))
+    resp[np.arange(len(X)), labels] = 1.0
+    expected = _kernels.resp_chunk(X, resp, centers, covariance_type, weights)
+    assert ours["n"] == expected["n"] == len(X)
+    for key in ("nk", "s", "S"):
+        assert np.shape(ours[key]) == np.shape(expected[key]), key
+        assert_allclose(ours[key], expected[key], rtol=1e-10, atol=1e-8, err_msg=key)

@@ -277,15 +277,42 @@ def kmeanspp_indices(data, specs, describe):
 # ------------------------------------------------------------------ resp -> parameters
 
 
+def label_stats(X, centers, covariance_type, sample_weight=None):
+    """The statistics of every row given wholly to its nearest center (one k-means step),
+    about the centers: what :func:`pipeline.mixture._kernels.resp_chunk` gives for those
+    one-hot responsibilities, from each component's own rows (n D^2 products instead of
+    K n D^2)."""
+    n_components, n_features = centers.shape
+    labels = nearest_center(X, centers, centers.mean(axis=0))
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_components + 1))
+    per_feature = covariance_type in ("diag", "spherical")
+    nk = np.zeros(n_components)
+    s = np.zeros((n_components, n_features))
+    S = np.zeros((n_components, n_features) if per_feature
+                 else (n_components, n_features, n_features))
+    for k in range(n_components):
+        rows = order[bounds[k]:bounds[k + 1]]
+        d = X[rows].astype(np.float64) - centers[k]
+        wd = d if sample_weight is None else d * sample_weight[rows][:, None]
+        nk[k] = len(rows) if sample_weight is None else float(sample_weight[rows].sum())
+        s[k] = wd.sum(axis=0)
+        S[k] = (wd * d).sum(axis=0) if per_feature else wd.T @ d
+    if covariance_type == "tied":
+        S = S.sum(axis=0)
+    elif not per_feature:
+        S = 0.5 * (S + S.transpose(0, 2, 1))
+    return {"n": float(X.shape[0]), "loglik": 0.0, "nk": nk, "s": s, "S": S}
+
+
 def _init_resp_chunk(X, index, specs, sample_weight=None):
     """Statistics of the initial responsibilities of each spec (times the rows' weights),
     for one chunk."""
     out = []
     for kind, payload, shift, covariance_type in specs:
         if kind == "labels":
-            labels = nearest_center(X, payload, payload.mean(axis=0))
-            resp = np.zeros((X.shape[0], payload.shape[0]))
-            resp[np.arange(X.shape[0]), labels] = 1.0
+            out.append(label_stats(X, payload, covariance_type, sample_weight))
+            continue
         else:  # random responsibilities, seeded by the chunk index
             seed, n_components = payload
             resp = _rng(seed, index).uniform(size=(X.shape[0], n_components))
