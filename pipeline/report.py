@@ -41,6 +41,7 @@ def write_report(
     means=None,
     covariances=None,
     covariance_type=None,
+    figures=None,
 ):
     """Write the report folder of one run.
 
@@ -68,6 +69,9 @@ def write_report(
         Drawn as 2-sigma ellipses; needs ``means``.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default=None
         Layout of ``covariances``; defaults to the chosen candidate's covariance type.
+    figures : dict of str to bytes, optional
+        :func:`render_figures`' result, drawn beforehand (then the sample arguments are
+        not used).
 
     Returns
     -------
@@ -84,25 +88,36 @@ def write_report(
     text = json.dumps(_json_safe(report), indent=2, sort_keys=True, allow_nan=False,
                       ensure_ascii=False)
     paths["report.json"] = _write_atomic(out_dir / "report.json", (text + "\n").encode())
-
-    if bayesian:
-        figure = _weights_figure(report)
-        paths["weights.png"] = _write_atomic(out_dir / "weights.png", _png_bytes(figure))
-    else:
-        figure = _bic_figure(report, criterion)
-        paths["bic.png"] = _write_atomic(out_dir / "bic.png", _png_bytes(figure))
-
-    if sample_X is not None:
-        if covariance_type is None and covariances is not None:
-            covariance_type = (_chosen_candidate(report) or {}).get("covariance_type")
-        figure = _clusters_figure(report, sample_X, sample_labels, means, covariances,
-                                  covariance_type)
-        paths["clusters.png"] = _write_atomic(out_dir / "clusters.png", _png_bytes(figure))
+    if figures is None:
+        figures = render_figures(report, sample_X, sample_labels, means, covariances,
+                                 covariance_type)
+    for name, png in figures.items():
+        paths[name] = _write_atomic(out_dir / name, png)
 
     markdown = _report_markdown(report, criterion, with_clusters="clusters.png" in paths)
     paths["report.md"] = _write_atomic(out_dir / "report.md", markdown.encode())
     return {name: paths[name] for name in ("report.json", "report.md", "bic.png",
                                            "weights.png", "clusters.png") if name in paths}
+
+
+def render_figures(report, sample_X=None, sample_labels=None, means=None, covariances=None,
+                   covariance_type=None):
+    """The report's figures as PNG bytes by file name: bic.png (weights.png for a
+    Bayesian mixture) and, with ``sample_X``, clusters.png. They need only what the model
+    selection gives (``run_id``, ``criterion``, ``features``, ``candidates``, ``chosen``,
+    and ``kind``, ``weight_threshold``, ``n_weighted`` for a Bayesian mixture), so a run
+    draws them while it writes its assignments. Arguments as :func:`write_report`'s."""
+    figures = {}
+    if report.get("kind") == "bayesian":
+        figures["weights.png"] = _png_bytes(_weights_figure(report))
+    else:
+        figures["bic.png"] = _png_bytes(_bic_figure(report, _criterion(report)))
+    if sample_X is not None:
+        if covariance_type is None and covariances is not None:
+            covariance_type = (_chosen_candidate(report) or {}).get("covariance_type")
+        figures["clusters.png"] = _png_bytes(_clusters_figure(
+            report, sample_X, sample_labels, means, covariances, covariance_type))
+    return figures
 
 
 # --------------------------------------------------------------------------- files

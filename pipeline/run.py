@@ -269,6 +269,29 @@ def _import_in_background(modules):
     return thread
 
 
+def _draw_figures(report_mod, run_id, config, dataset, result, sample):
+    """Draw the report's figures in a thread while the run writes (they need only the
+    selection's result); returns a future of :func:`pipeline.report.render_figures`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    estimator = result.estimator
+    selection = {"run_id": run_id, "criterion": result.criterion,
+                 "features": dataset.features, "chosen": result.best.name,
+                 "candidates": [c.row() for c in result.candidates],
+                 "clusters": [{"cluster": k, "weight": float(estimator.weights_[k])}
+                              for k in range(estimator.n_components)]}
+    if config.model.kind == "bayesian":
+        selection.update(kind="bayesian", weight_threshold=config.model.weight_threshold,
+                         n_weighted=result.best.n_weighted)
+    executor = ThreadPoolExecutor(1, thread_name_prefix="mixlake-figures")
+    try:
+        return executor.submit(
+            report_mod.render_figures, selection, sample, estimator.predict(sample),
+            estimator.means_, estimator.covariances_, estimator.covariance_type)
+    finally:
+        executor.shutdown(wait=False)
+
+
 def _prepared(estimator, dtype):
     # the estimator's own E-step model: a Bayesian mixture's has its variational constants
     return estimator._model(np.dtype(dtype))
@@ -330,6 +353,8 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
                 base = dict(result.baseline, window=monitor.window(
                     config.source.filter, len(schema.inputs), fingerprint))
                 watch = monitor.watch(base, config.monitor.outlier_quantile)
+            sample = _sample(dataset, 5000, 0)
+            drawing = _draw_figures(report_mod, run_id, config, dataset, result, sample)
             target.begin()
             table = _output_table(config, target, schema)
             if table is not None:
@@ -346,7 +371,6 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
                                         extra={"run_id": run_id,
                                                "config_hash": config.config_hash()},
                                         baseline=base, storage_options=target.options)
-            sample = _sample(dataset, 5000, 0)
             laps.lap("write")
         laps.lap("shutdown")
         counts = np.sum([p["cluster_counts"] for p in partitions], axis=0)
@@ -371,10 +395,7 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
             summary.update(kind="bayesian", weight_threshold=model_cfg.weight_threshold,
                            n_weighted=result.best.n_weighted)
         folder = target.local_folder("report")
-        report_mod.write_report(summary, folder, sample_X=sample,
-                                sample_labels=estimator.predict(sample),
-                                means=estimator.means_, covariances=estimator.covariances_,
-                                covariance_type=estimator.covariance_type)
+        report_mod.write_report(summary, folder, figures=drawing.result())
         target.upload(folder, "report")
         entries = ledger.entries_for(schema.inputs, schema.rows, dataset.outputs, model_id,
                                      run_id)
