@@ -253,7 +253,8 @@ def read_features(path, features, storage_options, dtype="float64"):
 
 @dataclass
 class Dataset:
-    """The input as the engine sees it: files, features, and the lazily read array."""
+    """The input as the engine sees it: files, features, and the array (persisted on the
+    workers, or read again at each pass)."""
 
     files: list
     features: list
