@@ -491,7 +491,7 @@ def render_process(section):
         "each, keep the lowest BIC, write the same columns). The config names the source "
         "with `passthrough: [id]`, the model (`n_components: 8, covariance_type: full`, or "
         "the grid), `output.columns: [probabilities]` and `mode: overwrite`; everything else "
-        "is the default (embedded LocalCluster of 2 workers x 1 thread, k-means|| init, "
+        "is the default (embedded LocalCluster of 2 workers x 1 thread, kmeans init, "
         "`tol` 1e-3). Both sides: a fresh process per run, started as a user types it, into "
         "an empty output folder, one BLAS thread, the two sides alternating (order rotated "
         "each repeat). Time = start to exit of the whole process; CPU = user + system "
