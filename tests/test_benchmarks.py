@@ -124,11 +124,14 @@ def test_init_quality_runs_every_setting_and_renders(monkeypatch):
     monkeypatch.setattr(init_quality, "cases", lambda quick, data_dir: [("tiny", X, 3)])
     monkeypatch.setattr(init_quality, "SAMPLE_ROWS", (500, 1_000))
     before = (_init.KMEANS_SAMPLE_ROWS, _init.KMEANS_N_INIT)
+    kmeans_centers = _init.kmeans_centers
     result = init_quality.run(seeds=2, log=lambda _: None)
     assert (_init.KMEANS_SAMPLE_ROWS, _init.KMEANS_N_INIT) == before
+    assert _init.kmeans_centers is kmeans_centers
     (case,) = result["cases"]
     assert [r["seed"] for r in case["runs"]["mixlake"]] == [0, 1]
     assert np.isfinite([r["score"] for r in case["runs"]["sklearn"]]).all()
+    assert all(r["kmeans_seconds"] > 0 for r in case["runs"]["mixlake"])
     assert [(v["sample_rows"], v["n_init"]) for v in result["variants"]] == [
         (500, 1), (1_000, 1), (500, 3), (1_000, 3), before]
     summary = case["summary"]
