@@ -434,6 +434,9 @@ def render(results):
     incremental = results.get("incremental")
     if incremental:
         add(incremental_markdown(incremental))
+    init_quality = results.get("init_quality")
+    if init_quality:
+        add(init_quality_markdown(init_quality))
     add(NOTES)
     return "\n".join(out) + "\n"
 
@@ -457,6 +460,88 @@ def incremental_markdown(result):
                 f"{result['bytes_ratio']:.2f}x; bytes read within 10% of the day's files plus "
                 f"the ledger: {'met' if result['runs'][0]['read_ratio'] <= 1.1 else 'not met'}.\n")
     return "\n".join(rows)
+
+
+def init_quality_markdown(result):
+    """The section of RESULTS.md (``python -m benchmarks.init_quality --save``)."""
+    default = result["default"]
+    lines = [
+        "## Initialisation quality (k-means on a sample against scikit-learn's k-means)\n",
+        f"`python -m benchmarks.init_quality{' --quick' if result['quick'] else ''}`, "
+        f"{result['measured']}"
+        + (" (**quick**: 100,000-row versions of the cases)" if result["quick"] else "")
+        + f", in {result['seconds'] / 60:.0f} min, load average at the start "
+        f"{', '.join(f'{x:.2f}' for x in result['load_average'])}, code at commit "
+        f"{result['code']['commit']} (`_init.py` last changed in "
+        f"{result['code']['init_commit']}). For each case and each of {result['seeds']} "
+        f"seeds (`random_state` 0..{result['seeds'] - 1}): `GaussianMixture(K, "
+        "covariance_type='full', random_state=seed).fit(X)` of mixlake and of "
+        "scikit-learn, defaults otherwise, on the same numpy array; the final mean "
+        "log-likelihood per row (`score(X)`, higher is better). Ours: k-means "
+        f"(scikit-learn's `KMeans`, `n_init={default['n_init']}`) on a uniform sample of "
+        f"max({default['sample_rows']:,}, {default['rows_per_cluster']:,} K) rows, then "
+        "one pass labelling every row; scikit-learn: `KMeans` on every row. *Not worse* "
+        f"counts the seeds where ours >= sklearn − {result['tolerance']:g}; *other "
+        f"optimum* the seeds where the two differ by more than {result['optimum_gap']:g} "
+        "(ours better / worse): below that, both reached the same optimum and stopped at "
+        "different points of it (EM stops when an iteration gains less than `tol` = "
+        "1e-3). Iterations are means, times each fit's median, one BLAS thread, on a "
+        "shared machine.\n",
+        "| case | sample | ours mean | ours min | sklearn mean | sklearn min | ours − sklearn "
+        "(mean) | not worse | other optimum: better / worse | iterations ours / sklearn | "
+        "fit ours / sklearn | target: mean >= sklearn's |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for case in result["cases"]:
+        s = case["summary"]
+        lines.append(
+            f"| {case['case']} | {case['sample_rows']:,} | {s['ours_mean']:.5f} | "
+            f"{s['ours_min']:.5f} | {s['sklearn_mean']:.5f} | {s['sklearn_min']:.5f} | "
+            f"{s['mean_difference']:+.2e} | {s['seeds_not_worse']} / {s['seeds']} | "
+            f"{s['seeds_better_optimum']} / {s['seeds_worse_optimum']} | "
+            f"{s['ours_n_iter']:.1f} / {s['sklearn_n_iter']:.1f} | "
+            f"{s['ours_seconds']:.1f} s / {s['sklearn_seconds']:.1f} s | "
+            + ("**met**" if s["mean_difference"] >= -result["tolerance"] else "**not met**")
+            + " |")
+    names = [case["case"] for case in result["cases"]]
+    tie = result["optimum_gap"]
+    lines += ["", "Other settings of ours (`KMEANS_SAMPLE_ROWS` x `KMEANS_N_INIT`, "
+              "monkeypatched; the same scikit-learn fits). Per case: ours − sklearn of the "
+              "means (the seeds in a better / worse optimum). *k-means* is the median time of "
+              "our k-means on the sample (drawing it, `KMeans`) per fit, *fit* ours' median "
+              f"fit, per case. *Up to tol*: the means compared up to {tie:g} (EM's `tol`: "
+              "fits in the same optimum stop up to ~3e-4 apart, and one seed of 10 in "
+              "another optimum moves a mean by 3e-3 or more on these cases).\n",
+              "| sample rows | k-means restarts | " + " | ".join(names)
+              + " | k-means | fit | mean >= sklearn's on every case | up to tol |",
+              "| ---: | ---: | " + " | ".join("---:" for _ in names) + " | ---: | ---: | --- "
+              "| --- |"]
+    for variant in result["variants"]:
+        summaries = [variant["cases"][name] for name in names]
+        is_default = (variant["sample_rows"], variant["n_init"]) == (default["sample_rows"],
+                                                                     default["n_init"])
+        lines.append(
+            f"| {variant['sample_rows']:,}{' (default)' if is_default else ''} | "
+            f"{variant['n_init']} | "
+            + " | ".join(f"{s['mean_difference']:+.1e} ({s['seeds_better_optimum']} / "
+                         f"{s['seeds_worse_optimum']})" for s in summaries)
+            + " | " + " / ".join(f"{s['ours_kmeans_seconds']:.2f} s" for s in summaries)
+            + " | " + " / ".join(f"{s['ours_seconds']:.1f} s" for s in summaries)
+            + " | " + ("yes" if all(s["mean_difference"] >= -result["tolerance"]
+                                    for s in summaries) else "no")
+            + " | " + ("yes" if all(s["mean_difference"] >= -tie for s in summaries)
+                       else "no") + " |")
+
+    def setting(best):
+        if best is None:
+            return "none of those measured"
+        return (f"{best['sample_rows']:,} rows x {best['n_init']} restart(s)"
+                + (" (the default)" if (best["sample_rows"], best["n_init"])
+                   == (default["sample_rows"], default["n_init"]) else ""))
+    lines.append("\nThe cheapest setting (fewest rows clustered on the client: sample rows x "
+                 "restarts) whose mean is at least scikit-learn's on every case: "
+                 f"{setting(result.get('recommended'))}; up to EM's tol: "
+                 f"{setting(result.get('recommended_up_to_tol'))}.\n")
+    return "\n".join(lines)
 
 
 def _s(seconds):

@@ -111,3 +111,31 @@ def test_breakdown_reads_the_phases_from_the_lines_of_a_run():
     assert piece["passes"] == 12 and piece["n_iter"] == 2
     assert piece["summary_time"] == {"start-up": 1.0, "load": 1.0, "select": 5.5, "write": 1.4,
                                      "other": 0.1, "total": 11.0}
+
+
+def test_init_quality_runs_every_setting_and_renders(monkeypatch):
+    """A tiny version of `python -m benchmarks.init_quality`: the structure, never the
+    numbers; the module's k-means settings are put back afterwards."""
+    import numpy as np
+
+    from benchmarks import init_quality, report
+    from pipeline.mixture import _init
+
+    X, _ = init_quality.unequal_sizes(3_000, n_features=3)
+    monkeypatch.setattr(init_quality, "cases", lambda quick, data_dir: [("tiny", X, 3)])
+    monkeypatch.setattr(init_quality, "SAMPLE_ROWS", (500, 1_000))
+    before = (_init.KMEANS_SAMPLE_ROWS, _init.KMEANS_N_INIT)
+    kmeans_centers = _init.kmeans_centers
+    result = init_quality.run(seeds=2, log=lambda _: None)
+    assert (_init.KMEANS_SAMPLE_ROWS, _init.KMEANS_N_INIT) == before
+    assert _init.kmeans_centers is kmeans_centers
+    (case,) = result["cases"]
+    assert [r["seed"] for r in case["runs"]["mixlake"]] == [0, 1]
+    assert np.isfinite([r["score"] for r in case["runs"]["sklearn"]]).all()
+    assert all(r["kmeans_seconds"] > 0 for r in case["runs"]["mixlake"])
+    assert [(v["sample_rows"], v["n_init"]) for v in result["variants"]] == [
+        (500, 1), (1_000, 1), (500, 3), (1_000, 3), before]
+    summary = case["summary"]
+    assert summary["seeds"] == 2 and 0 <= summary["seeds_not_worse"] <= 2
+    text = report.init_quality_markdown(json.loads(json.dumps(result)))
+    assert "## Initialisation quality" in text and "| tiny |" in text
