@@ -29,7 +29,7 @@ DPI = 110
 # Mahalanobis radius of the drawn ellipses.
 ELLIPSE_SIGMAS = 2.0
 MAX_ERROR_CHARS = 200
-TIMING_ORDER = ("checks", "cluster", "load", "imports", "select", "write", "shutdown", "report",
+TIMING_ORDER = ("checks", "imports", "cluster", "load", "select", "write", "shutdown", "report",
                 "publish", "total")
 
 

@@ -245,30 +245,6 @@ def _sample(dataset, size, seed):
     return np.asarray(dataset.X[idx].compute())
 
 
-# What a fit imports that a run's start does not need: scikit-learn (with scipy) and
-# matplotlib take seconds, which the cluster's start and the load hide.
-FIT_MODULES = ("pipeline.selection", "sklearn.cluster", "pipeline.report",
-               "matplotlib.figure", "matplotlib.backends.backend_agg")
-
-
-def _import_in_background(modules):
-    """Import ``modules`` in a thread; the caller joins it before using them (a failed
-    import fails again, with its message, where the caller imports the module)."""
-    import importlib
-    import threading
-
-    def run():
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - reported by the caller's own import
-                return
-
-    thread = threading.Thread(target=run, name="mixlake-imports", daemon=True)
-    thread.start()
-    return thread
-
-
 def _draw_figures(report_mod, run_id, config, dataset, result, sample):
     """Draw the report's figures in a thread while the run writes (they need only the
     selection's result); returns a future of :func:`pipeline.report.render_figures`."""
@@ -313,7 +289,10 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
         timings, and the ``manifest`` to publish.
     """
     laps = Laps()
-    importing = _import_in_background(FIT_MODULES)
+    from pipeline import report as report_mod
+    from pipeline.selection import select
+
+    laps.lap("imports")  # scikit-learn, matplotlib: while the cluster starts
     target = Target(config.output, run_id)
     model_cfg = config.model
     table = committed = None
@@ -328,11 +307,6 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
             logger.info("loaded %d rows x %d features from %d partition(s)", dataset.n_rows,
                         len(dataset.features), len(dataset.files))
             laps.lap("load")
-            importing.join()
-            from pipeline import report as report_mod
-            from pipeline.selection import select
-
-            laps.lap("imports")  # what is left of them after the load
             init = refit.warm_start(config, dataset)
             checkpoint = Checkpoint(config.output, checkpoint_hash or config.config_hash())
             fingerprint = source.fingerprint(schema.inputs)
