@@ -396,8 +396,9 @@ class Stamp(logging.Handler):
         records.append((time.perf_counter() - t0, record.getMessage()))
 logging.getLogger("pipeline").addHandler(Stamp(logging.INFO))
 builtins.__import__ = timed_import
-entry = metadata.entry_points(group="console_scripts", name=script)
-main = next(iter(entry)).load()
+entry = next(iter(metadata.entry_points(group="console_scripts", name=script)))
+# the module's main(), not the console wrapper that ends the process when it is done
+main = getattr(__import__(entry.module, fromlist=["main"]), "main", None) or entry.load()
 sys.argv = [script, *argv]
 try:
     main()

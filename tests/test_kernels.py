@@ -367,3 +367,19 @@ def test_label_stats_are_those_of_one_hot_responsibilities(covariance_type, weig
     for key in ("nk", "s", "S"):
         assert np.shape(ours[key]) == np.shape(expected[key]), key
         assert_allclose(ours[key], expected[key], rtol=1e-10, atol=1e-8, err_msg=key)
+
+
+def test_one_labelling_serves_every_covariance_type_of_the_same_centers():
+    # a grid's candidates of one size share their k-means centers: the labelling pass
+    # assigns the rows once and gives each type its statistics
+    from pipeline.mixture import _init
+
+    X = _data(offset=1e3)
+    centers = X[:3] + 0.1
+    types = ["full", "tied", "diag", "spherical"]
+    shared = _init._init_resp_chunk(X, 0, [("labels", centers, centers, t) for t in types])
+    for covariance_type, stats in zip(types, shared):
+        alone = _init.label_stats(X, centers, covariance_type)
+        for key in ("n", "nk", "s", "S"):
+            assert_allclose(stats[key], alone[key], rtol=1e-12, atol=1e-9,
+                            err_msg=f"{covariance_type} {key}")

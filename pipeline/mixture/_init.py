@@ -309,13 +309,27 @@ def label_stats(X, centers, covariance_type, sample_weight=None):
     return {"n": float(X.shape[0]), "loglik": 0.0, "nk": nk, "s": s, "S": S}
 
 
+def _as_type(full_stats, covariance_type):
+    """Statistics of another covariance type from those of ``full``: the scatter summed
+    over components (tied) or its diagonals (diag, spherical)."""
+    S = full_stats["S"]
+    if covariance_type == "tied":
+        S = S.sum(axis=0)
+    elif covariance_type in ("diag", "spherical"):
+        S = np.diagonal(S, axis1=1, axis2=2).copy()
+    return {**full_stats, "S": S}
+
+
 def _init_resp_chunk(X, index, specs, sample_weight=None):
     """Statistics of the initial responsibilities of each spec (times the rows' weights),
     for one chunk."""
     out = []
+    labelled = {}  # one assignment per set of centers, whatever the covariance types
     for kind, payload, shift, covariance_type in specs:
         if kind == "labels":
-            out.append(label_stats(X, payload, covariance_type, sample_weight))
+            if id(payload) not in labelled:
+                labelled[id(payload)] = label_stats(X, payload, "full", sample_weight)
+            out.append(_as_type(labelled[id(payload)], covariance_type))
             continue
         else:  # random responsibilities, seeded by the chunk index
             seed, n_components = payload
