@@ -747,21 +747,21 @@ NOTES = """\
   forms (tied, diag, spherical) compute in float64 whatever the input, so float32 gains
   there only the memory; per-sub-block float64 accumulation and the client's M-step do not
   shrink.
-- **Whole process** (the breakdown above): the EM the per-iteration tables measure is a
-  few percent of a `mixlake run`. The k-means|| initialisation is the largest phase: 15
-  passes at 1M (the data's mean and variance; 5 rounds of a cost pass and a sampling pass,
-  each round then fetching the sampled rows; the candidates' weights; 2 Lloyd passes; the
-  first responsibilities), each about as long as an EM iteration (it reads every row and
-  waits for the client between rounds), so it costs a dozen EM iterations where the EM
-  itself needs two on these data.
-  Before the first pass come `import flows.cli` (scikit-learn through `pipeline.store`)
-  and the LocalCluster, which starts ~3 s slower than alone because dask spawns its
-  workers and each imports the command's main module, i.e. `flows.cli` and scikit-learn,
-  again (the two LocalCluster rows of the start-up table). Load and write grow with the
-  data (Parquet decoding on 2 workers; scoring and encoding every file). And the run
-  spends more CPU seconds than the script: on 2 cores no overlap brings its wall time under
-  half of them, which bounds the ratio (see the CPU lines under the table) until the
-  total work shrinks.
+- **Whole process** (the breakdown above): the initialisation was the largest phase (15
+  passes of k-means|| + Lloyd at 1M, the time of a dozen EM iterations) until it became
+  k-means on a uniform sample of 50,000 rows on the client plus one labelling pass
+  (`_init.kmeans_centers`); the embedded workers were processes, each importing the
+  command's module again on start and receiving every chunk and task by copy, until they
+  became threads of the command's process (`cluster.processes: false`); each file was read
+  twice (a scan, then the fit's persist) and a third time by the writer, now once; the
+  interpreter's teardown of scikit-learn, scipy and matplotlib took ~0.8 s after the
+  summary, now skipped (`flows.cli.console`). What is left at 1M is mostly fixed cost:
+  importing scikit-learn (~0.9 s) and matplotlib (~0.3 s) while the cluster starts (an
+  import thread beside the load was tried: the GIL made the load as much slower), and the
+  write, which scores every row again and encodes ~11 columns per row (the report's
+  figures are drawn meanwhile). Load, the passes and the write grow with the data, so the
+  ratio to the script grows with it. The grid's time is its EM and final pass: 40
+  candidates per pass, as many passes as its slowest candidate needs.
 - **Memory**: a worker holds its chunks plus a few MiB of sub-block buffers (the largest
   temporary is 2**18 elements). scikit-learn's full fit allocates N x D temporaries per
   component and N x K arrays for the responsibilities.
