@@ -143,7 +143,7 @@ class ChunkedData:
             return persist
         nbytes = float(X.nbytes)
         memory = cluster_memory_bytes()
-        decision = should_persist(nbytes)
+        decision = nbytes <= PERSIST_MEMORY_FRACTION * memory  # as should_persist
         logger.info(
             "data %.1f MiB, cluster memory %.1f MiB: %s",
             nbytes / 2**20,

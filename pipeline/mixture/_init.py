@@ -191,7 +191,7 @@ def kmeans_sample_size(n_clusters):
     return max(KMEANS_SAMPLE_ROWS, KMEANS_SAMPLE_ROWS_PER_CLUSTER * n_clusters)
 
 
-def kmeans_centers(data, specs, describe):
+def kmeans_centers(data, specs):
     """k-means for several (n_clusters, seed) specs at once, on a sample of the rows.
 
     For each seed, ``kmeans_sample_size`` rows are drawn uniformly (every row of a small
@@ -375,7 +375,7 @@ def initialize(data, jobs, describe, eps):
                            if jobs[j].init_params == "kmeans"})
     pp_specs = sorted({(jobs[j].n_components, jobs[j].seed) for j in need
                        if jobs[j].init_params == "k-means++"})
-    centers = dict(zip(kmeans_specs, kmeans_centers(data, kmeans_specs, describe))) \
+    centers = dict(zip(kmeans_specs, kmeans_centers(data, kmeans_specs))) \
         if kmeans_specs else {}
     pp_rows = dict(zip(pp_specs, kmeanspp_indices(data, pp_specs, describe))) \
         if pp_specs else {}
