@@ -26,14 +26,14 @@ def _key(cluster_config):
 
 
 def _process_memory_limit(memory_limit):
-    """Bytes the mixlake process may hold when the workers are its threads: each worker
-    watches the memory of the whole process, so each gets the whole limit ('auto': the
-    machine's memory, as dask counts it)."""
+    """The limit of each worker that is a thread of the mixlake process: each watches the
+    memory of the whole process, so each gets the whole limit; 'auto' is none (0: the
+    data are then kept in memory when they take at most half of the machine's available
+    memory, see ``_chunks.cluster_memory_bytes``)."""
     from dask.utils import parse_bytes
-    from distributed.system import MEMORY_LIMIT
 
     if memory_limit == "auto":
-        return int(MEMORY_LIMIT)
+        return 0
     return int(parse_bytes(memory_limit) if isinstance(memory_limit, str) else memory_limit)
 
 
@@ -49,7 +49,14 @@ def _local_cluster(cluster_config):
                   dashboard_address=":0")
     if cluster_config.local_directory:
         kwargs["local_directory"] = cluster_config.local_directory
-    return LocalCluster(**kwargs)
+    cluster = LocalCluster(**kwargs)
+    if not cluster_config.processes:
+        for worker in cluster.workers.values():
+            # A worker thread that pauses frees nothing that the process's other threads
+            # hold (the run's own client among them): it would wait for memory only the
+            # run can release. With a limit, the workers spill, but never pause.
+            worker.memory_manager.memory_pause_fraction = False
+    return cluster
 
 
 def prestart(cluster_config):

@@ -284,7 +284,7 @@ class Cluster(_Section):
     processes: bool = Field(
         False, description="false: the workers are threads of the mixlake process (no "
                            "worker start-up, no copies between processes; memory_limit is "
-                           "the whole process's); true: one process per worker")
+                           "the whole process's, 'auto' none); true: one process per worker")
     memory_limit: str | int = "auto"
     local_directory: str | None = None
     connect_timeout: Annotated[float, Field(gt=0)] = 30.0

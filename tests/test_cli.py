@@ -275,3 +275,15 @@ def test_quiet_prints_the_summary_and_nothing_else(tmp_path, good_data, address)
     verbose = _plain("run", "-v", str(path), "--set", "output.mode=overwrite")
     assert verbose.returncode == 0, verbose.stderr
     assert any("DEBUG" in line for line in verbose.stderr.splitlines()), verbose.stderr
+
+
+def test_a_memory_limit_below_the_process_never_pauses_the_worker_threads(tmp_path,
+                                                                          good_data):
+    # the embedded workers are threads: each watches the whole process's memory, which
+    # the run's own libraries already hold more than 80 % of here; a paused thread would
+    # wait forever for memory only the run can free (it hung a flow test): they spill
+    # instead, and the run ends
+    path = _config_file(tmp_path, good_data, cluster={"memory_limit": "64MiB"})
+    done = _plain("run", str(path))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "_SUCCESS.json").is_file()
