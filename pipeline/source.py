@@ -290,6 +290,12 @@ def _distinct_rows(X, limit):
         prefix *= 8
 
 
+def _scan_file(path, columns, storage_options, distinct_limit, weighted):
+    """:func:`_scan_block` of one file read here (streamed data: nothing kept)."""
+    return _scan_block(read_features(path, columns, storage_options), distinct_limit,
+                       weighted)
+
+
 def _scan_block(X, distinct_limit, weighted):
     """What the scan pass learns of one file's block (its weight column last when
     ``weighted``): NaN / inf counts, valid rows, column statistics, distinct rows."""
@@ -484,11 +490,15 @@ def load(source, dtype="float64", min_distinct_rows=None, schema=None, persist="
                            chunks=(tuple(schema.rows), (len(columns),)), dtype=np.float64,
                            meta=np.empty((0, 0)))
     keep = should_persist(schema.n_rows * len(features) * np.dtype(dtype).itemsize, persist)
-    if keep:
+    if keep:  # the scan runs on the blocks the fit keeps
         raw = raw.persist()
-    scans = dask.compute(*[dask.delayed(_scan_block, pure=True)(block, distinct_limit,
-                                                                bool(source.weight))
-                           for block in raw.to_delayed(optimize_graph=False).ravel()])
+        scans = dask.compute(*[dask.delayed(_scan_block, pure=True)(
+            block, distinct_limit, bool(source.weight))
+            for block in raw.to_delayed(optimize_graph=False).ravel()])
+    else:  # one task reads and scans a file: no block waits in memory for its scan
+        scans = dask.compute(*[dask.delayed(_scan_file, pure=True)(
+            path, columns, so, distinct_limit, bool(source.weight))
+            for path in schema.files])
     _check_scans(source, schema, scans, min_distinct_rows)
     valid_rows = [s["valid"] for s in scans]
     mean, scale = _pooled_scaler(scans) if source.standardize else (None, None)
