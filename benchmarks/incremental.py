@@ -122,7 +122,6 @@ def main(argv=None):
           f"(target <= 1.5x), bytes {read['incremental'] / read['alone']:.2f}x")
     if args.save:
         import datetime as dt
-        import json
 
         from benchmarks import report
 
@@ -139,11 +138,7 @@ def main(argv=None):
                      for way in ("incremental", "alone")],
             "time_ratio": best["incremental"] / best["alone"],
             "bytes_ratio": read["incremental"] / read["alone"]}
-        path = Path(__file__).with_name("RESULTS.json")
-        saved = json.loads(path.read_text())
-        saved["incremental"] = result
-        path.write_text(json.dumps(saved, indent=1))
-        report.write(saved, str(path.with_suffix(".md")))
+        report.save_section("incremental", result)
 
 
 if __name__ == "__main__":

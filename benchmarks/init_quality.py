@@ -230,13 +230,7 @@ def main(argv=None):
 
     print("\n" + report.init_quality_markdown(result))
     if args.save:
-        import json
-
-        path = Path(__file__).with_name("RESULTS.json")
-        saved = json.loads(path.read_text())
-        saved["init_quality"] = result
-        path.write_text(json.dumps(saved, indent=1))
-        report.write(saved, str(path.with_suffix(".md")))
+        report.save_section("init_quality", result)
 
 
 if __name__ == "__main__":

@@ -774,6 +774,19 @@ range of the per-repeat estimates. Ratios are measured within one run.
 """
 
 
+def save_section(name, result):
+    """Put one section's result into benchmarks/RESULTS.json and re-render RESULTS.md
+    (the scripts run by hand: ``--save``)."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).with_name("RESULTS.json")
+    saved = json.loads(path.read_text())
+    saved[name] = result
+    path.write_text(json.dumps(saved, indent=1))
+    write(saved, str(path.with_suffix(".md")))
+
+
 def write(results, path):
     with open(path, "w") as f:
         f.write(render(results))

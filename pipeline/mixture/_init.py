@@ -197,8 +197,9 @@ def kmeans_centers(data, specs):
     For each seed, ``kmeans_sample_size`` rows are drawn uniformly (every row of a small
     data set; with weights, rows of positive weight, weighted by them) and scikit-learn's
     KMeans (k-means++ seeding, Lloyd iterations to its tolerance, the best inertia of
-    ``KMEANS_N_INIT`` restarts) runs on them here, on the client. The caller's pass of the labels (each row's nearest center) then makes
-    the initial parameters from every row: one more Lloyd step, on the whole data.
+    ``KMEANS_N_INIT`` restarts) runs on them here, on the client. The caller's pass of
+    the labels (each row's nearest center) then makes the initial parameters from every
+    row: one more Lloyd step, on the whole data.
 
     A uniform sample of tens of thousands of rows places the centers of k-means on the
     whole data within its sampling error, at the cost of one gathering of the rows
