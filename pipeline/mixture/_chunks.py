@@ -69,12 +69,14 @@ def cluster_memory_bytes():
     return float(psutil.virtual_memory().available)
 
 
-def should_persist(nbytes, persist="auto"):
+def should_persist(nbytes, persist="auto", memory=None):
     """Keep data of ``nbytes`` in the workers' memory? ``persist`` True/False decides;
-    'auto': when they take at most ``PERSIST_MEMORY_FRACTION`` of it."""
+    'auto': when they take at most ``PERSIST_MEMORY_FRACTION`` of it (``memory``, asked of
+    the cluster when not given)."""
     if persist in (True, False):
         return persist
-    return float(nbytes) <= PERSIST_MEMORY_FRACTION * cluster_memory_bytes()
+    memory = cluster_memory_bytes() if memory is None else memory
+    return float(nbytes) <= PERSIST_MEMORY_FRACTION * memory
 
 
 class ChunkedData:
@@ -143,7 +145,7 @@ class ChunkedData:
             return persist
         nbytes = float(X.nbytes)
         memory = cluster_memory_bytes()
-        decision = nbytes <= PERSIST_MEMORY_FRACTION * memory  # as should_persist
+        decision = should_persist(nbytes, memory=memory)
         logger.info(
             "data %.1f MiB, cluster memory %.1f MiB: %s",
             nbytes / 2**20,
