@@ -437,6 +437,11 @@ def render(results):
     init_quality = results.get("init_quality")
     if init_quality:
         add(init_quality_markdown(init_quality))
+    write_speed = results.get("write_speed")
+    if write_speed:
+        from benchmarks.write_speed import markdown as write_speed_markdown
+
+        add(write_speed_markdown(write_speed))
     add(NOTES)
     return "\n".join(out) + "\n"
 

@@ -25,31 +25,26 @@ PROGRESS = logging.getLogger("pipeline.progress")
 
 
 def assignment_table(X, passthrough_table, model, n_components, columns, mean=None,
-                     scale=None, watch=None, sums=None):
+                     scale=None, watch=None, sums=None, scores=None):
     """The output rows of one partition: passthrough, cluster, prob_k, log_density, outlier.
 
     Rows whose features are not all finite (``nan_policy: drop``) get nulls.
     ``watch`` (:class:`pipeline.monitor.Watch`) gives the outlier column its threshold;
     ``sums`` (:class:`pipeline.monitor.Sums`), when given, gets the scored rows added.
+    ``scores``: :func:`pipeline.mixture._kernels.score_rows` of these rows, when the fit's
+    final pass kept them (every row finite, already standardized).
     """
     from pipeline.mixture import _kernels
 
-    valid = np.isfinite(X).all(axis=1)
-    every = bool(valid.all())
+    valid = np.isfinite(X).all(axis=1) if scores is None else None
+    every = scores is not None or bool(valid.all())
     Xv = X if every else X[valid]
     if mean is not None:
         Xv = (Xv - mean) / scale
     n = X.shape[0]
-    # log p(x) (n,) and the responsibilities component by component (K, n): each
-    # component's row is one contiguous column of the output, taken by Arrow as it is
-    log_prob_norm = np.empty(len(Xv), dtype=model["center"].dtype)
-    resp = np.empty((n_components, len(Xv)), dtype=np.float64)
-    labels_v = np.empty(len(Xv), dtype=np.int32)
-    for start, stop, lpn, block_log_resp in _kernels.log_prob_blocks(
-            Xv.astype(model["center"].dtype, copy=False), model):
-        log_prob_norm[start:stop] = lpn
-        np.argmax(block_log_resp, axis=0, out=labels_v[start:stop])
-        np.exp(block_log_resp, out=resp[:, start:stop])
+    if scores is None:
+        scores = _kernels.score_rows(Xv.astype(model["center"].dtype, copy=False), model)
+    log_prob_norm, resp, labels_v = scores
     arrays = [passthrough_table.column(name) for name in passthrough_table.column_names]
     names = list(passthrough_table.column_names)
     mask = None if every else ~valid
@@ -79,10 +74,12 @@ def assignment_table(X, passthrough_table, model, n_components, columns, mean=No
 
 
 def _write_part(path, part, features, passthrough, storage_options, model, n_components,
-                columns, target, mean, scale, nan_policy, watch=None, block=None):
+                columns, target, mean, scale, nan_policy, watch=None, block=None,
+                scores=None):
     """Score one input file and write its assignment file. ``block``: the file's
     features as the fit kept them in memory (rows as in the file, already standardized):
-    then only the passthrough columns are read."""
+    then only the passthrough columns are read; ``scores``: the rows' scores the fit's
+    final pass kept (then they are not computed again)."""
     if block is not None:
         table = read_table(path, list(passthrough), storage_options)
         X, mean, scale = block, None, None
@@ -93,7 +90,7 @@ def _write_part(path, part, features, passthrough, storage_options, model, n_com
         check_finite(path, X, features)
     sums = watch.sums(n_components) if watch is not None else None
     out = assignment_table(X, table.select(list(passthrough)), model, n_components, columns,
-                           mean, scale, watch, sums)
+                           mean, scale, watch, sums, scores)
     with target.open(f"assignments/{part}", "wb") as handle:
         pq.write_table(out, handle)
         size = handle.tell()
@@ -141,6 +138,12 @@ def file_stats(table):
                           for name, column in zip(table.column_names, table.columns)}}
 
 
+def can_use_scores(dataset):
+    """Whether scores kept per chunk of the fit's array (``select(keep_scores=True)``) can
+    be written as they are: a persisted array, one chunk per file, no row dropped."""
+    return _kept_blocks(dataset)[0] is not None if dataset.files else False
+
+
 def _kept_blocks(dataset):
     """Per file, the chunk of the fit's feature array held in the workers' memory, when
     it has every row of its file (no row dropped) and the array is persisted; else None
@@ -158,7 +161,7 @@ def _kept_blocks(dataset):
 
 
 def write_assignments(dataset, model, n_components, columns, target, target_options=None,
-                      watch=None):
+                      watch=None, scores=None):
     """Write one assignment file under ``target/assignments/`` per input file, on the
     workers (``dataset.outputs`` names them).
 
@@ -179,17 +182,23 @@ def write_assignments(dataset, model, n_components, columns, target, target_opti
         ``rows_dropped``, ``cluster_counts``, ``monitor`` (the file's
         :meth:`pipeline.monitor.Sums.stats`, or None without ``watch``), and the file
         written: ``bytes``, ``mtime`` (ms), ``schema`` and ``stats`` (:func:`file_stats`).
+    scores : list, optional
+        Per chunk of ``dataset.X``, a future of its rows' scores under ``model``
+        (:attr:`pipeline.selection.SelectionResult.scores`); used when the chunks are the
+        files' (:func:`can_use_scores`).
     """
     import dask
 
     target = as_location(target, target_options)
     blocks = _kept_blocks(dataset)
+    if scores is None or blocks[0] is None or len(scores) != len(blocks):
+        scores = [None] * len(blocks)
     tasks = [
         dask.delayed(_write_part, pure=False)(
             f, part, dataset.features, dataset.passthrough, dataset.storage_options, model,
             n_components, list(columns), target, dataset.scaler_mean, dataset.scaler_scale,
-            dataset.nan_policy, watch, block)
-        for f, part, block in zip(dataset.files, dataset.outputs, blocks)
+            dataset.nan_policy, watch, block, kept)
+        for f, part, block, kept in zip(dataset.files, dataset.outputs, blocks, scores)
     ]
     results = _compute_with_progress(tasks)
     for r in results:

@@ -21,7 +21,7 @@ from importlib import metadata
 
 import numpy as np
 
-from pipeline import assign, delta, ledger, lineage, monitor, refit, source, store
+from pipeline import assign, delta, drawing, ledger, lineage, monitor, refit, source, store
 from pipeline.checkpoint import Checkpoint
 from pipeline.cluster import connect, discard_prestarted, prestart
 from pipeline.config import ConfigError, dump_config
@@ -245,9 +245,10 @@ def _sample(dataset, size, seed):
     return np.asarray(dataset.X[idx].compute())
 
 
-def _draw_figures(report_mod, run_id, config, dataset, result, sample):
-    """Draw the report's figures in a thread while the run writes (they need only the
-    selection's result); returns a future of :func:`pipeline.report.render_figures`."""
+def _draw_figures(report_mod, run_id, config, dataset, result, sample, painter=None):
+    """Draw the report's figures while the run writes (they need only the selection's
+    result): in ``painter`` (:class:`pipeline.drawing.FigureProcess`) when there is one,
+    else in a thread; returns a future of :func:`pipeline.report.render_figures`."""
     from concurrent.futures import ThreadPoolExecutor
 
     estimator = result.estimator
@@ -259,11 +260,13 @@ def _draw_figures(report_mod, run_id, config, dataset, result, sample):
     if config.model.kind == "bayesian":
         selection.update(kind="bayesian", weight_threshold=config.model.weight_threshold,
                          n_weighted=result.best.n_weighted)
+    arguments = (selection, sample, estimator.predict(sample), estimator.means_,
+                 estimator.covariances_, estimator.covariance_type)
+    if painter is not None:
+        return painter.draw(*arguments)
     executor = ThreadPoolExecutor(1, thread_name_prefix="mixlake-figures")
     try:
-        return executor.submit(
-            report_mod.render_figures, selection, sample, estimator.predict(sample),
-            estimator.means_, estimator.covariances_, estimator.covariance_type)
+        return executor.submit(report_mod.render_figures, *arguments)
     finally:
         executor.shutdown(wait=False)
 
@@ -289,6 +292,8 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
         timings, and the ``manifest`` to publish.
     """
     laps = Laps()
+    # the figures' process imports matplotlib meanwhile, on the core these imports leave
+    painter = drawing.FigureProcess() if sum(schema.rows) >= drawing.MIN_ROWS else None
     from pipeline import report as report_mod
     from pipeline.selection import select
 
@@ -318,7 +323,7 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
                 random_state=model_cfg.random_state, criterion=model_cfg.criterion,
                 dtype=model_cfg.dtype, persist=model_cfg.persist, checkpoint=checkpoint,
                 init=init, kind=model_cfg.kind, weight_threshold=model_cfg.weight_threshold,
-                sample_weight=dataset.weight,
+                sample_weight=dataset.weight, keep_scores=assign.can_use_scores(dataset),
                 fingerprint=fingerprint + (f"-from-{init['model_id']}" if init else ""))
             laps.lap("select")
             estimator = result.estimator
@@ -328,7 +333,8 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
                     config.source.filter, len(schema.inputs), fingerprint))
                 watch = monitor.watch(base, config.monitor.outlier_quantile)
             sample = _sample(dataset, 5000, 0)
-            drawing = _draw_figures(report_mod, run_id, config, dataset, result, sample)
+            figures = _draw_figures(report_mod, run_id, config, dataset, result, sample,
+                                    painter)
             target.begin()
             table = _output_table(config, target, schema)
             if table is not None:
@@ -337,7 +343,9 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
                         extra={"progress": {"phase": "write", "total": len(dataset.files)}})
             partitions = assign.write_assignments(
                 dataset, _prepared(estimator, model_cfg.dtype), estimator.n_components,
-                config.output.columns, table.root if table else target.location, watch=watch)
+                config.output.columns, table.root if table else target.location, watch=watch,
+                scores=result.scores)
+            result.scores = None  # free the workers' memory
             preprocessing = ({"mean": dataset.scaler_mean, "scale": dataset.scaler_scale}
                              if dataset.scaler_mean is not None else None)
             model_id = store.save_model(estimator, target.location.join("model").url,
@@ -369,7 +377,7 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
             summary.update(kind="bayesian", weight_threshold=model_cfg.weight_threshold,
                            n_weighted=result.best.n_weighted)
         folder = target.local_folder("report")
-        report_mod.write_report(summary, folder, figures=drawing.result())
+        report_mod.write_report(summary, folder, figures=figures.result())
         target.upload(folder, "report")
         entries = ledger.entries_for(schema.inputs, schema.rows, dataset.outputs, model_id,
                                      run_id)
@@ -395,6 +403,9 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
         if table is not None:
             table.discard()
         raise
+    finally:
+        if painter is not None:
+            painter.close()
     summary["files"] = {"selected": len(schema.inputs), "listed": schema.n_listed}
     summary["manifest"] = _manifest(config, run_id, model_id, partitions, schema.inputs,
                                     entries, **_table_records(config, schema, committed))

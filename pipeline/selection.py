@@ -26,7 +26,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from pipeline.mixture import BayesianGaussianMixture, GaussianMixture, _covariance, _kernels
-from pipeline.mixture._chunks import ChunkedData
+from pipeline.mixture._chunks import ChunkedData, should_persist
 from pipeline.mixture._em import EMState
 from pipeline.mixture._fit import Start, fit_states, log_likelihoods
 from pipeline.mixture._init import InitJob
@@ -97,6 +97,7 @@ class SelectionResult:
     n_passes: int
     seconds: float
     baseline: dict | None = None  # the chosen model's training baseline (pipeline.monitor)
+    scores: list | None = None  # per chunk, a future of the rows' scores (keep_scores)
 
 
 def _check_finite(describe):
@@ -110,7 +111,8 @@ def _check_finite(describe):
 def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans", tol=1e-3,
            reg_covar=1e-6, max_iter=100, random_state=None, criterion="bic", dtype="float64",
            persist="auto", split_every=None, checkpoint=None, fingerprint=None,
-           kind="gaussian", weight_threshold=0.01, sample_weight=None, init=None):
+           kind="gaussian", weight_threshold=0.01, sample_weight=None, init=None,
+           keep_scores=False):
     """Fit every candidate of the grid on X and pick one by the criterion.
 
     With ``kind='bayesian'``: one BayesianGaussianMixture of ``max(n_components)``
@@ -131,6 +133,10 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     init : dict, optional
         ``weights``, ``means`` and ``precisions`` that start EM instead of
         ``init_params`` (a warm start, as scikit-learn's ``*_init``): one candidate only.
+    keep_scores : bool
+        When one candidate is fitted on data persisted on a distributed cluster and its
+        scores fit in memory beside them: the final pass keeps every chunk's rows' scores
+        on the workers (``SelectionResult.scores``) for writing the assignments.
 
     Returns
     -------
@@ -198,7 +204,8 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     if data.weighted:  # the baseline's sums are unweighted: weighted fits go without one
         final = FinalPass(log_likelihoods(data, [c.state for c in fitted], dtype), None)
     else:
-        final = final_pass(data, [c.state for c in fitted], dtype)
+        keep = keep_scores and len(fitted) == 1 and _scores_fit(data, fitted[0].n_components)
+        final = final_pass(data, [c.state for c in fitted], dtype, keep=keep)
     for candidate, log_likelihood in zip(fitted, final.log_likelihoods):
         p = _covariance.n_parameters(candidate.covariance_type, candidate.n_components,
                                      data.n_features)
@@ -222,7 +229,15 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
                 data.n_passes, seconds)
     return SelectionResult(candidates, best, estimator, criterion, data.n_passes, seconds,
                            None if final.stats is None else
-                           baseline(final.stats[fitted.index(best)], state.weights))
+                           baseline(final.stats[fitted.index(best)], state.weights),
+                           final.scores)
+
+
+def _scores_fit(data, n_components):
+    """Whether the rows' scores (:func:`pipeline.mixture._kernels.score_rows`: K float64
+    responsibilities, a log-density and a label per row) fit in memory with the data."""
+    per_row = data.dtype.itemsize * (data.n_features + 1) + 8 * n_components + 4
+    return should_persist(float(data.n_samples) * per_row)
 
 
 def fit_bayesian(X, *, n_components, covariance_type, n_init=1, init_params="kmeans",

@@ -301,22 +301,28 @@ def _scan_block(X, distinct_limit, weighted):
     ``weighted``): NaN / inf counts, valid rows, column statistics, distinct rows."""
     X, w = (X[:, :-1], X[:, -1]) if weighted else (X, None)
     valid = np.isfinite(X).all(axis=1)
-    Xv = X[valid]
+    every = bool(valid.all())  # the usual case: no copy, no NaN/inf counts to make
+    Xv = X if every else X[valid]
     weights, candidates = {}, Xv
     if weighted:
         wv = w[valid]  # the rows the fit keeps (nan_policy drop removes the others)
         weights = {"w_nan": int(np.isnan(wv).sum()), "w_inf": int(np.isinf(wv).sum()),
                    "w_negative": int((wv < 0).sum()), "w_positive": int((wv > 0).sum())}
         candidates = Xv[wv > 0]  # a row of weight 0 can start no component
-    mean = Xv.mean(axis=0) if len(Xv) else np.zeros(X.shape[1])
-    m2 = ((Xv - mean) ** 2).sum(axis=0) if len(Xv) else np.zeros(X.shape[1])
+    mean, m2 = np.zeros(X.shape[1]), np.zeros(X.shape[1])
+    if len(Xv):
+        mean = Xv.mean(axis=0)
+        deviations = Xv - mean
+        m2 = np.square(deviations, out=deviations).sum(axis=0)
+        del deviations
+    no_count = np.zeros(X.shape[1], dtype=np.intp)
     return {
         # exact constancy test: a rounded mean makes m2 > 0 for a constant column
         "min": Xv.min(axis=0) if len(Xv) else np.full(X.shape[1], np.inf),
         "max": Xv.max(axis=0) if len(Xv) else np.full(X.shape[1], -np.inf),
         "rows": int(X.shape[0]),
-        "nan": np.isnan(X).sum(axis=0),
-        "inf": np.isinf(X).sum(axis=0),
+        "nan": no_count if every else np.isnan(X).sum(axis=0),
+        "inf": no_count if every else np.isinf(X).sum(axis=0),
         "valid": int(valid.sum()),
         "mean": mean,
         "m2": m2,

@@ -134,3 +134,52 @@ def test_blocks_kept_by_the_fit_write_what_reading_again_writes(client2, tmp_pat
         kept_bytes = (tmp_path / "kept" / "assignments" / name).read_bytes()
         assert kept_bytes == (tmp_path / "read" / "assignments" / name).read_bytes(), name
     assert len(X) == 100
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_scores_kept_by_the_final_pass_write_what_scoring_again_writes(client2, tmp_path,
+                                                                       dtype):
+    # one candidate on data persisted on a cluster: the fit's final pass keeps each
+    # chunk's scores and the writer writes them instead of scoring the rows again: the
+    # same files byte for byte, the same monitoring sums, the same baseline
+    from pipeline import assign, monitor
+    from pipeline.selection import select
+
+    blob_partitions(tmp_path / "in", sizes=(40, 0, 60))
+    dataset = load(source(tmp_path / "in", features=["x0", "x1"], passthrough=["id"]),
+                   dtype=dtype)
+    assert assign.can_use_scores(dataset)
+    grid = dict(n_components=[2], covariance_types=["full"], random_state=0, dtype=dtype)
+    kept = select(dataset.X, keep_scores=True, **grid)
+    again = select(dataset.X, **grid)
+    assert kept.scores is not None and len(kept.scores) == 3
+    assert again.scores is None
+    assert kept.baseline == again.baseline
+    model = kept.estimator._model(np.dtype(dtype))
+    watch = monitor.watch(kept.baseline, 0.05)
+    columns = ["probabilities", "log_density", "outlier"]
+    with_scores = write_assignments(dataset, model, 2, columns, str(tmp_path / "kept"),
+                                    watch=watch, scores=kept.scores)
+    scored = write_assignments(dataset, model, 2, columns, str(tmp_path / "scored"),
+                               watch=watch)
+    for name in ("part.0.parquet", "part.1.parquet", "part.2.parquet"):
+        kept_bytes = (tmp_path / "kept" / "assignments" / name).read_bytes()
+        assert kept_bytes == (tmp_path / "scored" / "assignments" / name).read_bytes(), name
+    for a, b in zip(with_scores, scored):
+        assert a["cluster_counts"] == b["cluster_counts"]
+        assert a["monitor"].keys() == b["monitor"].keys()
+        for key in a["monitor"]:
+            np.testing.assert_array_equal(a["monitor"][key], b["monitor"][key], err_msg=key)
+
+
+def test_no_scores_kept_for_a_grid_or_data_not_on_a_cluster(client2, tmp_path):
+    from pipeline.selection import select
+
+    blob_partitions(tmp_path / "in", sizes=(40, 60))
+    dataset = load(source(tmp_path / "in", features=["x0", "x1"]))
+    grid = select(dataset.X, n_components=[1, 2], covariance_types=["full"], random_state=0,
+                  keep_scores=True)
+    assert grid.scores is None
+    local = select(dataset.X.compute(), n_components=[2], covariance_types=["full"],
+                   random_state=0, keep_scores=True)
+    assert local.scores is None

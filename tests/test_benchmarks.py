@@ -139,3 +139,20 @@ def test_init_quality_runs_every_setting_and_renders(monkeypatch):
     assert summary["seeds"] == 2 and 0 <= summary["seeds_not_worse"] <= 2
     text = report.init_quality_markdown(json.loads(json.dumps(result)))
     assert "## Initialisation quality" in text and "| tiny |" in text
+
+
+def test_write_speed_measures_the_three_writers_and_renders(tmp_path):
+    """A tiny version of `python -m benchmarks.write_speed`: the structure, never the
+    speed (the numbers of a loaded test machine mean nothing)."""
+    from benchmarks import report, write_speed
+
+    result = write_speed.measure(4_000, 1, str(tmp_path / "data"), str(tmp_path / "work"))
+    assert set(result["fastest"]) == {"mixlake", "mixlake, scoring again", "pyarrow"}
+    assert result["columns"] == ["id", "cluster", *(f"prob_{k}" for k in range(8))]
+    assert all(len(v) == 1 for v in result["seconds"].values())
+    text = write_speed.markdown(json.loads(json.dumps(result)))
+    assert "| pyarrow |" in text and "target >= 1" in text
+    with open(os.path.join(ROOT, "benchmarks", "RESULTS.json")) as f:
+        results = json.load(f)
+    assert "Writing the assignments against pyarrow" in report.render(
+        {**results, "write_speed": result})

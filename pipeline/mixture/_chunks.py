@@ -20,6 +20,7 @@ chunks: every per-chunk kernel then gets its chunk's weights as ``sample_weight=
 """
 
 import logging
+import operator
 import uuid
 
 import numpy as np
@@ -286,6 +287,29 @@ class ChunkedData:
         if self.is_dask:
             parts = list(self.compute(*parts))
         return combine(parts) if len(parts) > 1 else parts[0]
+
+    def reduce_keeping(self, func, combine, *args):
+        """One pass like :meth:`reduce` (the same merge tree) where ``func(block, *args)``
+        returns ``(result, kept)``: returns ``(merged results, [one future per chunk of
+        its kept part])``, the kept parts staying in the memory of the worker that holds
+        the chunk. None (no pass) unless the chunks are persisted on a distributed
+        cluster, or with sample weights."""
+        if self._futures is None or self.weighted:
+            return None
+        self._passed()
+        client = self._futures[0].client
+        token = uuid.uuid4().hex[:12]
+        name = getattr(func, "__name__", "chunk")
+        both = [client.submit(func, future, *args, key=f"{name}-{token}-{i}", pure=False)
+                for i, future in enumerate(self._futures)]
+        results = [client.submit(operator.itemgetter(0), b, key=f"{name}-result-{token}-{i}")
+                   for i, b in enumerate(both)]
+        kept = [client.submit(operator.itemgetter(1), b, key=f"{name}-kept-{token}-{i}")
+                for i, b in enumerate(both)]
+        results = client.gather(results)
+        del both  # the kept parts stay, referenced by ``kept``
+        parts = [combine([results[i] for i in members]) for members in self._groups()]
+        return self._merge_here(parts, combine)[0], kept
 
     def gather(self, func, *args, with_index=True):
         """One pass returning the list of per-chunk results (which must be small)."""

@@ -379,6 +379,25 @@ def log_prob_blocks(X, model):
         yield start, stop, lpn, weighted_log_prob - lpn
 
 
+def score_rows(X, model, each=None):
+    """What an assignment file holds of X's rows: ``(log p(x) (n,) in the model's dtype,
+    responsibilities (K, n) float64, most likely component (n,) int32)``; ``each(start,
+    stop, log p(x), components)`` is called per sub-block (the final pass's sums)."""
+    n_rows = X.shape[0]
+    n_components = model["offsets"].shape[0]
+    log_prob_norm = np.empty(n_rows, dtype=model["center"].dtype)
+    # each component's responsibilities are one contiguous row: a column of the output
+    resp = np.empty((n_components, n_rows), dtype=np.float64)
+    labels = np.empty(n_rows, dtype=np.int32)
+    for start, stop, lpn, block_log_resp in log_prob_blocks(X, model):
+        log_prob_norm[start:stop] = lpn
+        np.argmax(block_log_resp, axis=0, out=labels[start:stop])
+        np.exp(block_log_resp, out=resp[:, start:stop])
+        if each is not None:
+            each(start, stop, lpn, labels[start:stop])
+    return log_prob_norm, resp, labels
+
+
 def log_prob_resp(X, model):
     """log p(x) (n,) and log responsibilities (n, K) for one model."""
     n_rows = X.shape[0]

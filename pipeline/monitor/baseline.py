@@ -142,27 +142,54 @@ def final_pass_chunk(X, models, uppers, shift):
     return out
 
 
+def final_pass_scores(X, model, upper, shift):
+    """:func:`final_pass_chunk` for one model, keeping the rows' scores for the writer:
+    ``([stats], scores)`` (:func:`pipeline.mixture._kernels.score_rows`). The same sums,
+    sub-block by sub-block, as :func:`final_pass_chunk`."""
+    sums = Sums(model["offsets"].shape[0], X.shape[1], upper, shift)
+
+    def add(start, stop, log_prob_norm, labels):
+        sums.add(X[start:stop], log_prob_norm, labels)
+
+    scores = _kernels.score_rows(X, model, each=add)
+    return [sums.stats()], scores
+
+
 @dataclass
 class FinalPass:
-    """Per state: its total log-likelihood and its sums (see :func:`baseline`)."""
+    """Per state: its total log-likelihood and its sums (see :func:`baseline`); with
+    ``keep``, ``scores``: one future per chunk of the rows' scores, on the workers."""
 
     log_likelihoods: list
     stats: list
+    scores: list | None = None
 
 
-def final_pass(data, states, dtype):
+def final_pass(data, states, dtype, keep=False):
     """One pass: the total log-likelihood of the data under each state's parameters (for
-    BIC/AIC) and the sums of each state's training baseline."""
+    BIC/AIC) and the sums of each state's training baseline.
+
+    ``keep`` (one state, data persisted on a distributed cluster): the pass also keeps
+    every chunk's :func:`pipeline.mixture._kernels.score_rows` in the workers' memory,
+    so that writing the assignments does not score the rows again.
+    """
     logger.info("final pass: the log-likelihood of %d run(s) under their parameters",
                 len(states), extra={"progress": {"phase": "final pass", "total": 1}})
     models = [state.model(dtype) for state in states]
     uppers = [upper_bound(s.precisions_cholesky, s.covariance_type, data.n_features)
               for s in states]
     shift = models[0]["center"].astype(np.float64)
-    stats = data.reduce(final_pass_chunk, _kernels.combine_sums, models, uppers, shift)
+    scores = None
+    if keep and len(states) == 1:
+        kept = data.reduce_keeping(final_pass_scores, _kernels.combine_sums, models[0],
+                                   uppers[0], shift)
+        if kept is not None:
+            stats, scores = kept
+    if scores is None:
+        stats = data.reduce(final_pass_chunk, _kernels.combine_sums, models, uppers, shift)
     for s, upper in zip(stats, uppers):
         s["upper"], s["shift"] = upper, shift
-    return FinalPass([float(s["loglik"]) for s in stats], stats)
+    return FinalPass([float(s["loglik"]) for s in stats], stats, scores)
 
 
 def _rows_mean(sums, counts, shift):

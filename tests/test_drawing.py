@@ -1,0 +1,86 @@
+"""The report's figures drawn in a child process: the same PNG bytes as in the run's
+process, a real child started with the run's interpreter, and what a failure does."""
+
+import logging
+
+import numpy as np
+import pytest
+from test_report import blob_sample, covariances_as, make_report
+
+from pipeline import drawing
+from pipeline.report import render_figures
+
+
+def bayesian_report():
+    return dict(make_report(), kind="bayesian", weight_threshold=0.01, n_weighted=2)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_the_child_draws_the_same_bytes_as_this_process(covariance_type):
+    X, labels, means, covariances = blob_sample(4)
+    covariances = covariances_as(covariance_type, covariances)
+    report = make_report()
+    arguments = (report, X, labels, means, covariances, covariance_type)
+    painter = drawing.FigureProcess()
+    drawn = painter.draw(*arguments).result(timeout=120)
+    painter.close()
+    here = render_figures(*arguments)
+    assert list(drawn) == ["bic.png", "clusters.png"]
+    assert drawn == here
+
+
+def test_a_bayesian_report_and_no_sample():
+    painter = drawing.FigureProcess()
+    drawn = painter.draw(bayesian_report()).result(timeout=120)
+    assert list(drawn) == ["weights.png"]
+    assert drawn == render_figures(bayesian_report())
+
+
+def test_an_unused_child_ends_when_closed():
+    painter = drawing.FigureProcess()
+    painter.close()
+    assert painter._process.returncode == 0
+
+
+def test_a_failed_child_is_drawn_again_here_and_its_error_raised(caplog):
+    # covariances of the wrong shape: the child exits with the error, the figures are
+    # drawn again in this process, which raises the drawing's own error
+    X, labels, means, _ = blob_sample(2)
+    painter = drawing.FigureProcess()
+    with caplog.at_level(logging.WARNING, logger="pipeline.drawing"):
+        future = painter.draw(make_report(), X, labels, means, np.ones((3, 5)), "diag")
+        with pytest.raises(ValueError, match="must have shape"):
+            future.result(timeout=120)
+    assert "the figure process failed (exit code 1: ValueError: covariances" in caplog.text
+
+
+def test_a_run_with_the_figure_process_writes_what_a_run_without_writes(tmp_path, cluster2,
+                                                                        monkeypatch):
+    # the same run id twice, the figures drawn by a child process, then in a thread: the
+    # same report figures and assignment files, byte for byte
+    from pathlib import Path
+
+    from pipeline import run
+    from pipeline.config import load_config
+    from pipeline.demo import write_demo
+
+    config_path = write_demo(tmp_path / "demo")
+    outputs, started = {}, []
+    original = drawing.FigureProcess.__init__
+
+    def counted(self):
+        started.append(1)
+        original(self)
+
+    monkeypatch.setattr(drawing.FigureProcess, "__init__", counted)
+    for name, min_rows in (("child", 0), ("thread", 10**12)):
+        monkeypatch.setattr(drawing, "MIN_ROWS", min_rows)
+        started.clear()
+        config = load_config(config_path, [f"cluster.address={cluster2.scheduler_address}",
+                                           f"output.path={tmp_path / name}"])
+        run.fit(config, run_id="20261202T000000Z-same")
+        assert len(started) == (name == "child")
+        outputs[name] = Path(config.output.path)
+    for relative in ("report/bic.png", "report/clusters.png", "assignments/part.0.parquet"):
+        assert (outputs["child"] / relative).read_bytes() == \
+            (outputs["thread"] / relative).read_bytes(), relative
