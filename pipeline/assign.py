@@ -42,8 +42,18 @@ def assignment_table(X, passthrough_table, model, n_components, columns, mean=No
     if mean is not None:
         Xv = (Xv - mean) / scale
     n = X.shape[0]
+    Xv = Xv.astype(model["center"].dtype, copy=False)
+
+    def add(start, stop, log_prob_norm, labels):
+        # sub-block by sub-block, as the final pass: the training rows give its sums
+        if sums is not None:
+            sums.add(Xv[start:stop], log_prob_norm, labels)
+
     if scores is None:
-        scores = _kernels.score_rows(Xv.astype(model["center"].dtype, copy=False), model)
+        scores = _kernels.score_rows(Xv, model, each=add)
+    else:
+        for start, stop in _kernels._sub_blocks(len(Xv), n_components, Xv.shape[1]):
+            add(start, stop, scores[0][start:stop], scores[2][start:stop])
     log_prob_norm, resp, labels_v = scores
     arrays = [passthrough_table.column(name) for name in passthrough_table.column_names]
     names = list(passthrough_table.column_names)
@@ -56,20 +66,18 @@ def assignment_table(X, passthrough_table, model, n_components, columns, mean=No
         out[valid] = values
         return out
 
-    def add(name, values, arrow_type):
+    def add_column(name, values, arrow_type):
         arrays.append(pa.array(full(values, values.dtype), mask=mask, type=arrow_type))
         names.append(name)
 
-    if sums is not None:
-        sums.add(Xv, log_prob_norm, labels_v)
-    add("cluster", labels_v, pa.int32())
+    add_column("cluster", labels_v, pa.int32())
     if "probabilities" in columns:
         for k in range(n_components):
-            add(f"prob_{k}", resp[k], pa.float64())
+            add_column(f"prob_{k}", resp[k], pa.float64())
     if "log_density" in columns:
-        add("log_density", log_prob_norm.astype(np.float64, copy=False), pa.float64())
+        add_column("log_density", log_prob_norm.astype(np.float64, copy=False), pa.float64())
     if "outlier" in columns and watch is not None:
-        add("outlier", log_prob_norm < watch.threshold, pa.bool_())
+        add_column("outlier", log_prob_norm < watch.threshold, pa.bool_())
     return pa.Table.from_arrays(arrays, names=names)
 
 
@@ -92,7 +100,7 @@ def _write_part(path, part, features, passthrough, storage_options, model, n_com
     out = assignment_table(X, table.select(list(passthrough)), model, n_components, columns,
                            mean, scale, watch, sums, scores)
     with target.open(f"assignments/{part}", "wb") as handle:
-        pq.write_table(out, handle)
+        pq.write_table(out, handle, use_dictionary=_dictionary_columns(out.schema))
         size = handle.tell()
     labels = out.column("cluster").drop_null().to_numpy()
     result = {"file": str(path), "part": part,
@@ -106,6 +114,13 @@ def _write_part(path, part, features, passthrough, storage_options, model, n_com
     del table, out
     release_arrow_memory()
     return result
+
+
+def _dictionary_columns(schema):
+    """The columns worth dictionary encoding: not the floating-point ones (probabilities
+    and log-densities are all distinct: pyarrow would build a dictionary for each column
+    and give it up after its first megabyte, at half the time of the whole write)."""
+    return [field.name for field in schema if not pa.types.is_floating(field.type)]
 
 
 def _compute_with_progress(tasks):

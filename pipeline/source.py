@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import partitions
+from pipeline.mixture._kernels import squared_deviations
 from pipeline.storage import DataError, filesystem, reading, release_arrow_memory
 
 logger = logging.getLogger("pipeline.source")
@@ -309,12 +310,8 @@ def _scan_block(X, distinct_limit, weighted):
         weights = {"w_nan": int(np.isnan(wv).sum()), "w_inf": int(np.isinf(wv).sum()),
                    "w_negative": int((wv < 0).sum()), "w_positive": int((wv > 0).sum())}
         candidates = Xv[wv > 0]  # a row of weight 0 can start no component
-    mean, m2 = np.zeros(X.shape[1]), np.zeros(X.shape[1])
-    if len(Xv):
-        mean = Xv.mean(axis=0)
-        deviations = Xv - mean
-        m2 = np.square(deviations, out=deviations).sum(axis=0)
-        del deviations
+    mean = Xv.mean(axis=0) if len(Xv) else np.zeros(X.shape[1])
+    m2 = squared_deviations(Xv, mean)
     no_count = np.zeros(X.shape[1], dtype=np.intp)
     return {
         # exact constancy test: a rounded mean makes m2 > 0 for a constant column

@@ -29,6 +29,8 @@ KMEANS_SAMPLE_ROWS_PER_CLUSTER = 1_000
 # worse optimum on 1 to 4 of 10 seeds of benchmarks/init_quality.py's unequal-sizes case
 # (scikit-learn's k-means on every row: 0 of 10); three cost ~0.07 s more on 50,000 rows
 KMEANS_N_INIT = 3
+# rows per block of the labelling pass's distances (2 MiB of float64 at 16 features)
+LABEL_BLOCK_ROWS = 16_384
 
 
 @dataclass
@@ -82,7 +84,13 @@ def min_sq_distance_chunk(X, centers_list, shift, sample_weight=None):
 
 
 def nearest_center(X, centers, shift):
-    return _sq_distances(X, centers, shift).argmin(axis=1)
+    """Each row's nearest center, block of rows by block: the temporaries are of a block's
+    size, not of the chunk's (fresh pages for each chunk cost more than the arithmetic)."""
+    labels = np.empty(X.shape[0], dtype=np.intp)
+    for start in range(0, X.shape[0], LABEL_BLOCK_ROWS):
+        stop = min(start + LABEL_BLOCK_ROWS, X.shape[0])
+        labels[start:stop] = _sq_distances(X[start:stop], centers, shift).argmin(axis=1)
+    return labels
 
 
 def _top_keys(u, scores, n):
@@ -298,7 +306,8 @@ def label_stats(X, centers, covariance_type, sample_weight=None):
                  else (n_components, n_features, n_features))
     for k in range(n_components):
         rows = order[bounds[k]:bounds[k + 1]]
-        d = X[rows].astype(np.float64) - centers[k]
+        d = X[rows].astype(np.float64, copy=False)  # the rows taken: a copy already
+        d -= centers[k]
         wd = d if sample_weight is None else d * sample_weight[rows][:, None]
         nk[k] = len(rows) if sample_weight is None else float(sample_weight[rows].sum())
         s[k] = wd.sum(axis=0)

@@ -425,6 +425,16 @@ def score_samples_chunk(X, model):
 # ------------------------------------------------------------- describe
 
 
+def squared_deviations(X, mean, block_rows=32_768):
+    """``((X - mean) ** 2).sum(axis=0)`` block of rows by block: temporaries of a block's
+    size (the chunk's would be fresh pages, zeroed by the kernel, at every chunk)."""
+    m2 = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], block_rows):
+        deviations = np.subtract(X[start:start + block_rows], mean, dtype=np.float64)
+        m2 += np.square(deviations, out=deviations).sum(axis=0)
+    return m2
+
+
 def describe_chunk(X, sample_weight=None):
     """Rows, non-finite counts, and (weighted) mean / sum of squared deviations per column.
 
@@ -451,9 +461,9 @@ def describe_chunk(X, sample_weight=None):
         mean = np.zeros(X.shape[1])
         m2 = np.zeros(X.shape[1])
     elif sample_weight is None:
-        Xf = X.astype(np.float64)
+        Xf = X.astype(np.float64, copy=False)
         mean = Xf.mean(axis=0)
-        m2 = ((Xf - mean) ** 2).sum(axis=0)
+        m2 = squared_deviations(Xf, mean)
     else:
         Xf = X.astype(np.float64)
         mean = weight @ Xf / out["weight"]

@@ -97,7 +97,7 @@ class Sums:
         self.loglik += float(log_prob_norm.sum(dtype=np.float64))
         density = log_prob_norm.astype(np.float64)
         depth = np.maximum(self.upper - density, 0.0)
-        centered = X.astype(np.float64) - self.shift
+        centered = X.astype(np.float64, copy=False) - self.shift
         self.n += X.shape[0]
         self.depth += float(depth.sum())
         self.depth_squares += float(depth @ depth)
