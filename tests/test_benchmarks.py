@@ -156,3 +156,20 @@ def test_write_speed_measures_the_three_writers_and_renders(tmp_path):
         results = json.load(f)
     assert "Writing the assignments against pyarrow" in report.render(
         {**results, "write_speed": result})
+
+
+def test_float32_measures_both_cluster_kinds_and_renders(tmp_path):
+    """A tiny version of `python -m benchmarks.float32`: the structure, never the speed."""
+    from benchmarks import float32, report
+
+    result = float32.measure(4_000, 1, 2, str(tmp_path / "data"), types=("full",),
+                             log=lambda _: None)
+    for name in ("worker threads (embedded default)", "worker processes"):
+        entry = result[name]["full"]
+        assert set(entry) == {"float64", "float32", "ratio", "seconds"}
+        assert entry["ratio"] == entry["float64"] / entry["float32"]
+    with open(os.path.join(ROOT, "benchmarks", "RESULTS.json")) as f:
+        results = json.load(f)
+    text = report.render({**results, "float32": json.loads(json.dumps(result))})
+    assert "float32 per iteration, embedded default" in text
+    assert "(embedded default, worker threads: `benchmarks/float32.py`)" in text
