@@ -105,11 +105,13 @@ def main(argv=None):
     parser.add_argument("--save", action="store_true",
                         help="merge into benchmarks/RESULTS.json, re-render RESULTS.md")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--types", nargs="+", default=list(COVARIANCE_TYPES),
+                        choices=COVARIANCE_TYPES, help="covariance types (default: all)")
     parser.add_argument("--data-dir",
                         default=os.path.join(tempfile.gettempdir(), "mixlake-benchmark-data"))
     args = parser.parse_args(argv)
     n_samples, repeats = (100_000, 1) if args.quick else (1_000_000, args.repeats)
-    result = measure(n_samples, repeats, 6, args.data_dir)
+    result = measure(n_samples, repeats, 6, args.data_dir, types=tuple(args.types))
     result["quick"] = args.quick
     print(markdown(result))
     if args.save:
