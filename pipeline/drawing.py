@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 # below this many input rows a run draws in a thread (the child's start costs more CPU
 # than the contention it saves on small data)
 MIN_ROWS = 200_000
+# seconds the child may take to answer (two figures take ~1 s)
+DRAW_TIMEOUT = 300.0
 
 
 class FigureProcess:
@@ -80,6 +82,9 @@ class FigureProcess:
         process = self._process
         given = {name: np.asarray(value) for name, value in arrays.items() if value is not None}
         header = {"report": report, "covariance_type": covariance_type, "arrays": list(given)}
+        # a child that hangs is killed: its stdout ends, and the figures are drawn here
+        timer = threading.Timer(DRAW_TIMEOUT, process.kill)
+        timer.start()
         try:
             body = io.BytesIO()
             for value in given.values():
@@ -92,6 +97,7 @@ class FigureProcess:
         except (OSError, ValueError) as error:
             sizes, figures = None, str(error)
         returncode = process.wait()
+        timer.cancel()
         process.stdout.close()
         self._stderr.seek(0)
         stderr = self._stderr.read().decode(errors="replace").strip().splitlines()
@@ -101,20 +107,16 @@ class FigureProcess:
         return figures
 
     def close(self):
-        """End the child if :meth:`draw` was never called (it exits on its stdin closing)."""
+        """End the child if :meth:`draw` was never called (it has nothing to finish)."""
         process = self._process
         if process.stdin and not process.stdin.closed:
-            try:
-                process.stdin.close()
-            except OSError:
-                pass
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            process.stdout.close()
-            self._stderr.close()
+            process.kill()
+            process.wait()
+            for stream in (process.stdin, process.stdout, self._stderr):
+                try:
+                    stream.close()
+                except OSError:  # a pipe to a killed child
+                    pass
 
 
 def _plain(value):

@@ -39,7 +39,22 @@ def test_a_bayesian_report_and_no_sample():
 def test_an_unused_child_ends_when_closed():
     painter = drawing.FigureProcess()
     painter.close()
-    assert painter._process.returncode == 0
+    assert painter._process.returncode is not None
+
+
+def test_a_child_that_does_not_answer_is_killed_and_drawn_here(monkeypatch):
+    # a child that reads nothing and never answers: killed after DRAW_TIMEOUT
+    import subprocess
+
+    monkeypatch.setattr(drawing, "DRAW_TIMEOUT", 0.5)
+    painter = drawing.FigureProcess()
+    painter._process.kill()
+    painter._process.wait()
+    painter._process = subprocess.Popen(["sleep", "60"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=painter._stderr)
+    drawn = painter.draw(bayesian_report()).result(timeout=30)
+    assert drawn == render_figures(bayesian_report())
+    assert painter._process.returncode == -9
 
 
 def test_a_failed_child_is_drawn_again_here_and_its_error_raised(caplog):
