@@ -154,6 +154,14 @@ def targets(results):
                              f" of chunks; counting the idle worker: {peak / chunk:.2f}x)",
                              growth / chunk < 3))
     rows.extend(_process_targets(results.get("end_to_end_process")))
+    write_speed = results.get("write_speed")
+    if write_speed:
+        rows.append((f"{write_speed['rows'] / 1e6:g}M x 16, K=8: writing the assignments at "
+                     "least at the speed pyarrow writes the same tables from one process "
+                     "(`benchmarks/write_speed.py`)",
+                     f"{write_speed['ratio']:.2f}x (mixlake {write_speed['fastest']['mixlake']:.2f}"
+                     f" s, pyarrow {write_speed['fastest']['pyarrow']:.2f} s)",
+                     write_speed["ratio"] >= 1))
     tiny = results.get("tiny")
     if tiny:
         rows.append(("Dask's overhead per iteration (2,000 rows, 8 chunks) < 50 ms",
@@ -763,7 +771,10 @@ NOTES = """\
 - **float32**: the products and the elementwise passes are twice as fast; the expanded
   forms (tied, diag, spherical) compute in float64 whatever the input, so float32 gains
   there only the memory; per-sub-block float64 accumulation and the client's M-step do not
-  shrink.
+  shrink. With worker threads (the embedded default) the two workers' per-sub-block Python
+  steps also take turns on the GIL, which weighs more when the arithmetic halves: four
+  runs of `benchmarks/float32.py` on this VM gave full 1.41x, 1.67x, 1.80x and 1.96x
+  (worker processes 1.61x, 1.83x, 1.92x): the noise is larger than the margin.
 - **Whole process** (the breakdown above): the initialisation was the largest phase (15
   passes of k-means|| + Lloyd at 1M, the time of a dozen EM iterations) until it became
   k-means on a uniform sample of 50,000 rows on the client plus one labelling pass
@@ -772,13 +783,24 @@ NOTES = """\
   became threads of the command's process (`cluster.processes: false`); each file was read
   twice (a scan, then the fit's persist) and a third time by the writer, now once; the
   interpreter's teardown of scikit-learn, scipy and matplotlib took ~0.8 s after the
-  summary, now skipped (`flows.cli.console`). What is left at 1M is mostly fixed cost:
-  importing scikit-learn (~0.9 s) and matplotlib (~0.3 s) while the cluster starts (an
-  import thread beside the load was tried: the GIL made the load as much slower), and the
-  write, which scores every row again and encodes ~11 columns per row (the report's
-  figures are drawn meanwhile). Load, the passes and the write grow with the data, so the
-  ratio to the script grows with it. The grid's time is its EM and final pass: 40
-  candidates per pass, as many passes as its slowest candidate needs.
+  summary, now skipped (`flows.cli.console`). Then (this session's rerun): the final pass
+  keeps the chosen candidate's row scores in the workers' memory and the writer writes
+  them instead of scoring every row again; the report's figures are drawn in a child
+  process (in a thread they held the GIL ~1 s and slowed the writer threads by as much);
+  the labelling pass, the scan, the describe pass and the writer's monitoring sums work
+  in row blocks instead of chunk-sized temporaries (the run touched ~9 GB of fresh pages
+  at 5M: 2.25M page faults of 4 KiB, ~6 s of kernel CPU; now ~0.65M, 2.5–4.5 s); the float
+  columns of the assignment files are written without dictionary encoding (pyarrow builds
+  and drops a dictionary per column of distinct doubles, half the write's time). What is
+  left at 1M is mostly fixed cost: start-up and imports are 2.0–2.6 s of a 5.7 s run, of
+  which scikit-learn is ~1 s (`sklearn.utils.fixes` imports `scipy.stats`, 0.5–0.7 s;
+  `sklearn.cluster` 0.2 s). Reading the files in a thread while scikit-learn imports was
+  tried again: no gain (the load's dask tasks wait for the GIL the imports hold). 4x at
+  1M needs the run's path free of scikit-learn (its own k-means on the sample and a
+  fitted-model object that is not an estimator), about 1 s. Load, the passes and the
+  write grow with the data, so the ratio to the script grows with it. The grid's time is
+  its EM and final pass: 40 candidates per pass, as many passes as its slowest candidate
+  needs.
 - **Memory**: a worker holds its chunks plus a few MiB of sub-block buffers (the largest
   temporary is 2**18 elements). scikit-learn's full fit allocates N x D temporaries per
   component and N x K arrays for the responsibilities.
