@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 MIN_ROWS = 200_000
 # seconds the child may take to answer (two figures take ~1 s)
 DRAW_TIMEOUT = 300.0
+NICENESS = 10
 
 
 class FigureProcess:
@@ -142,7 +143,9 @@ def _warm_up():
 
 
 def main():
-    """The child: import and warm up, then draw what arrives on stdin."""
+    """The child: import and warm up, then draw what arrives on stdin. At a lower
+    priority than the run: it takes the cores the run leaves idle, never the run's."""
+    os.nice(NICENESS)
     from pipeline import report
 
     _warm_up()

@@ -36,6 +36,19 @@ def test_a_bayesian_report_and_no_sample():
     assert drawn == render_figures(bayesian_report())
 
 
+def test_the_child_runs_below_the_run_s_priority():
+    import os
+    import time
+
+    painter = drawing.FigureProcess()
+    pid, ours = painter._process.pid, os.getpriority(os.PRIO_PROCESS, 0)
+    deadline = time.monotonic() + 30
+    while os.getpriority(os.PRIO_PROCESS, pid) == ours and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + drawing.NICENESS, 19)
+    painter.close()
+
+
 def test_an_unused_child_ends_when_closed():
     painter = drawing.FigureProcess()
     painter.close()
