@@ -792,7 +792,7 @@ NOTES = """\
   at 5M: 2.25M page faults of 4 KiB, ~6 s of kernel CPU; now ~0.65M, 2.5–4.5 s); the float
   columns of the assignment files are written without dictionary encoding (pyarrow builds
   and drops a dictionary per column of distinct doubles, half the write's time). What is
-  left at 1M is mostly fixed cost: start-up and imports are 2.0–2.6 s of a 5.7 s run, of
+  left at 1M is mostly fixed cost: start-up and imports are 1.7–2.6 s of a 4.6–5.7 s run, of
   which scikit-learn is ~1 s (`sklearn.utils.fixes` imports `scipy.stats`, 0.5–0.7 s;
   `sklearn.cluster` 0.2 s). Reading the files in a thread while scikit-learn imports was
   tried again: no gain (the load's dask tasks wait for the GIL the imports hold). 4x at
