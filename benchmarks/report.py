@@ -446,22 +446,14 @@ def render(results):
                 f"{row['block_rows']} | " + " | ".join(f"{v:.0f}" for v in ns.values())
                 + f" | {sum(ns.values()):.0f} |")
         add("")
-    incremental = results.get("incremental")
-    if incremental:
-        add(incremental_markdown(incremental))
-    init_quality = results.get("init_quality")
-    if init_quality:
-        add(init_quality_markdown(init_quality))
-    float32 = results.get("float32")
-    if float32:
-        from benchmarks.float32 import markdown as float32_markdown
+    from benchmarks import float32, write_speed
 
-        add(float32_markdown(float32))
-    write_speed = results.get("write_speed")
-    if write_speed:
-        from benchmarks.write_speed import markdown as write_speed_markdown
-
-        add(write_speed_markdown(write_speed))
+    # the sections of the scripts run by hand (``python -m benchmarks.<script> --save``)
+    for name, markdown in (("incremental", incremental_markdown),
+                           ("init_quality", init_quality_markdown),
+                           ("float32", float32.markdown), ("write_speed", write_speed.markdown)):
+        if results.get(name):
+            add(markdown(results[name]))
     add(NOTES)
     return "\n".join(out) + "\n"
 
