@@ -292,18 +292,18 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
         timings, and the ``manifest`` to publish.
     """
     laps = Laps()
-    # the figures' process imports matplotlib meanwhile, on the core these imports leave
-    painter = drawing.FigureProcess() if sum(schema.rows) >= drawing.MIN_ROWS else None
-    from pipeline import report as report_mod
-    from pipeline.selection import select
-
-    laps.lap("imports")  # scikit-learn, matplotlib: while the cluster starts
     target = Target(config.output, run_id)
     model_cfg = config.model
     table = committed = None
     if config.output.format == "delta":  # before the passes, not after
         delta.check_partitioning(config.output, schema.partition_keys)
+    # the figures' process imports matplotlib meanwhile, on the core these imports leave
+    painter = drawing.FigureProcess() if sum(schema.rows) >= drawing.MIN_ROWS else None
     try:
+        from pipeline import report as report_mod
+        from pipeline.selection import select
+
+        laps.lap("imports")  # scikit-learn: while the cluster starts
         with connect(config.cluster):
             laps.lap("cluster")
             dataset = source.load(config.source, dtype=model_cfg.dtype,

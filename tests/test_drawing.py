@@ -112,3 +112,38 @@ def test_a_run_with_the_figure_process_writes_what_a_run_without_writes(tmp_path
     for relative in ("report/bic.png", "report/clusters.png", "assignments/part.0.parquet"):
         assert (outputs["child"] / relative).read_bytes() == \
             (outputs["thread"] / relative).read_bytes(), relative
+
+
+@pytest.mark.parametrize("fails_in", ["load", "output check"])
+def test_a_failed_run_leaves_no_figure_process_behind(tmp_path, cluster2, monkeypatch,
+                                                      fails_in):
+    # a long-lived process (`mixlake serve`) must not collect a waiting child per failed run
+    from pipeline import run
+    from pipeline.config import load_config
+    from pipeline.demo import write_demo
+    from pipeline.storage import DataError
+
+    painters = []
+    original = drawing.FigureProcess.__init__
+
+    def tracked(self):
+        painters.append(self)
+        original(self)
+
+    monkeypatch.setattr(drawing.FigureProcess, "__init__", tracked)
+    monkeypatch.setattr(drawing, "MIN_ROWS", 0)
+    overrides = [f"cluster.address={cluster2.scheduler_address}",
+                 f"output.path={tmp_path / 'out'}"]
+    if fails_in == "load":
+        overrides.append("model.n_components=100000")
+    else:
+        def refuse(*_):
+            raise DataError("the Delta table is partitioned by other keys")
+
+        overrides.append("output.format=delta")
+        monkeypatch.setattr(run.delta, "check_partitioning", refuse)
+    config = load_config(write_demo(tmp_path / "demo"), overrides)
+    with pytest.raises(DataError):
+        run.fit(config)
+    assert all(painter._process.poll() is not None for painter in painters)
+    assert len(painters) == (fails_in == "load")
