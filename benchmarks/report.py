@@ -763,8 +763,10 @@ NOTES = """\
 - **float32**: the products and the elementwise passes are twice as fast; the expanded
   forms (tied, diag, spherical) compute in float64 whatever the input, so float32 gains
   there only the memory; per-sub-block float64 accumulation and the client's M-step do not
-  shrink. With worker threads (the embedded default) the two workers' per-sub-block Python
-  steps also take turns on the GIL, which weighs more when the arithmetic halves: four
+  shrink. Worker threads (the embedded default) are slower than worker processes on the
+  cheap forms (diag float32 150 against 67 ms), most likely the two workers' per-sub-block
+  Python steps taking turns on the GIL (not profiled yet), which weighs more when the
+  arithmetic halves. Four
   runs of `benchmarks/float32.py` on this VM gave full 1.41x, 1.67x, 1.80x and 1.96x
   (worker processes 1.61x, 1.83x, 1.92x): the noise is larger than the margin.
 - **Whole process** (the breakdown above): the initialisation was the largest phase (15
