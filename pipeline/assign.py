@@ -43,18 +43,11 @@ def assignment_table(X, passthrough_table, model, n_components, columns, mean=No
         Xv = (Xv - mean) / scale
     n = X.shape[0]
     Xv = Xv.astype(model["center"].dtype, copy=False)
-
-    def add(start, stop, log_prob_norm, labels):
-        # sub-block by sub-block, as the final pass: the training rows give its sums
-        if sums is not None:
-            sums.add(Xv[start:stop], log_prob_norm, labels)
-
     if scores is None:
-        scores = _kernels.score_rows(Xv, model, each=add)
-    else:
-        for start, stop in _kernels._sub_blocks(len(Xv), n_components, Xv.shape[1]):
-            add(start, stop, scores[0][start:stop], scores[2][start:stop])
+        scores = _kernels.score_rows(Xv, model)
     log_prob_norm, resp, labels_v = scores
+    if sums is not None:  # as the final pass adds them: the training rows give its sums
+        sums.add_by_sub_blocks(Xv, log_prob_norm, labels_v)
     arrays = [passthrough_table.column(name) for name in passthrough_table.column_names]
     names = list(passthrough_table.column_names)
     mask = None if every else ~valid

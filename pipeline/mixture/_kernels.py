@@ -379,10 +379,9 @@ def log_prob_blocks(X, model):
         yield start, stop, lpn, weighted_log_prob - lpn
 
 
-def score_rows(X, model, each=None):
+def score_rows(X, model):
     """What an assignment file holds of X's rows: ``(log p(x) (n,) in the model's dtype,
-    responsibilities (K, n) float64, most likely component (n,) int32)``; ``each(start,
-    stop, log p(x), components)`` is called per sub-block (the final pass's sums)."""
+    responsibilities (K, n) float64, most likely component (n,) int32)``."""
     n_rows = X.shape[0]
     n_components = model["offsets"].shape[0]
     log_prob_norm = np.empty(n_rows, dtype=model["center"].dtype)
@@ -393,8 +392,6 @@ def score_rows(X, model, each=None):
         log_prob_norm[start:stop] = lpn
         np.argmax(block_log_resp, axis=0, out=labels[start:stop])
         np.exp(block_log_resp, out=resp[:, start:stop])
-        if each is not None:
-            each(start, stop, lpn, labels[start:stop])
     return log_prob_norm, resp, labels
 
 

@@ -90,6 +90,14 @@ class Sums:
         self.feature_squares = np.zeros(n_features)
         self.histogram = np.zeros(N_BINS, np.int64) if histogram else None
 
+    def add_by_sub_blocks(self, X, log_prob_norm, labels):
+        """:meth:`add` the rows sub-block by sub-block of the E-step
+        (:func:`pipeline.mixture._kernels.log_prob_blocks`), as the final pass adds them:
+        the same rows give the same sums, bit for bit, wherever they are scored."""
+        n_rows, n_features = X.shape
+        for start, stop in _kernels._sub_blocks(n_rows, self.counts.shape[0], n_features):
+            self.add(X[start:stop], log_prob_norm[start:stop], labels[start:stop])
+
     def add(self, X, log_prob_norm, labels):
         """Add rows ``X`` (rows, D) in the model's space, their log-density and component."""
         n_components = self.counts.shape[0]
@@ -147,11 +155,9 @@ def final_pass_scores(X, model, upper, shift):
     ``([stats], scores)`` (:func:`pipeline.mixture._kernels.score_rows`). The same sums,
     sub-block by sub-block, as :func:`final_pass_chunk`."""
     sums = Sums(model["offsets"].shape[0], X.shape[1], upper, shift)
-
-    def add(start, stop, log_prob_norm, labels):
-        sums.add(X[start:stop], log_prob_norm, labels)
-
-    scores = _kernels.score_rows(X, model, each=add)
+    scores = _kernels.score_rows(X, model)
+    log_prob_norm, _, labels = scores
+    sums.add_by_sub_blocks(X, log_prob_norm, labels)
     return [sums.stats()], scores
 
 
