@@ -17,7 +17,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.source import check_finite, features_from_table, read_table
+from pipeline.source import (
+    check_finite,
+    features_from_table,
+    numpy_to_arrow,
+    primitive_values,
+    read_table,
+)
 from pipeline.storage import as_location, release_arrow_memory
 
 logger = logging.getLogger("pipeline.assign")
@@ -60,7 +66,7 @@ def assignment_table(X, passthrough_table, model, n_components, columns, mean=No
         return out
 
     def add_column(name, values, arrow_type):
-        arrays.append(pa.array(full(values, values.dtype), mask=mask, type=arrow_type))
+        arrays.append(numpy_to_arrow(full(values, values.dtype), arrow_type, mask))
         names.append(name)
 
     add_column("cluster", labels_v, pa.int32())
@@ -95,7 +101,7 @@ def _write_part(path, part, features, passthrough, storage_options, model, n_com
     with target.open(f"assignments/{part}", "wb") as handle:
         pq.write_table(out, handle, use_dictionary=_dictionary_columns(out.schema))
         size = handle.tell()
-    labels = out.column("cluster").drop_null().to_numpy()
+    labels = primitive_values(out.column("cluster").drop_null())
     result = {"file": str(path), "part": part,
               "rows_in": int(table.num_rows), "rows_out": int(out.num_rows),
               "rows_dropped": int(out.column("cluster").null_count),

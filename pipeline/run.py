@@ -25,6 +25,7 @@ from pipeline import assign, delta, drawing, ledger, lineage, monitor, refit, so
 from pipeline.checkpoint import Checkpoint
 from pipeline.cluster import connect, discard_prestarted, prestart
 from pipeline.config import ConfigError, dump_config
+from pipeline.mixture import _kernels
 from pipeline.monitor import history
 from pipeline.output import (
     OutputExistsError,
@@ -251,17 +252,18 @@ def _draw_figures(report_mod, run_id, config, dataset, result, sample, painter=N
     else in a thread; returns a future of :func:`pipeline.report.render_figures`."""
     from concurrent.futures import ThreadPoolExecutor
 
-    estimator = result.estimator
+    model = result.model
     selection = {"run_id": run_id, "criterion": result.criterion,
                  "features": dataset.features, "chosen": result.best.name,
                  "candidates": [c.row() for c in result.candidates],
-                 "clusters": [{"cluster": k, "weight": float(estimator.weights_[k])}
-                              for k in range(estimator.n_components)]}
+                 "clusters": [{"cluster": k, "weight": float(model.weights_[k])}
+                              for k in range(model.n_components)]}
     if config.model.kind == "bayesian":
         selection.update(kind="bayesian", weight_threshold=config.model.weight_threshold,
                          n_weighted=result.best.n_weighted)
-    arguments = (selection, sample, estimator.predict(sample), estimator.means_,
-                 estimator.covariances_, estimator.covariance_type)
+    labels = _kernels.predict_chunk(sample, _prepared(model, config.model.dtype))
+    arguments = (selection, sample, labels, model.means_, model.covariances_,
+                 model.covariance_type)
     if painter is not None:
         return painter.draw(*arguments)
     executor = ThreadPoolExecutor(1, thread_name_prefix="mixlake-figures")
@@ -271,9 +273,9 @@ def _draw_figures(report_mod, run_id, config, dataset, result, sample, painter=N
         executor.shutdown(wait=False)
 
 
-def _prepared(estimator, dtype):
-    # the estimator's own E-step model: a Bayesian mixture's has its variational constants
-    return estimator._model(np.dtype(dtype))
+def _prepared(model, dtype):
+    # the model's own E-step model: a Bayesian mixture's has its variational constants
+    return model._model(np.dtype(dtype))
 
 
 # ------------------------------------------------------------------ fit
@@ -326,7 +328,7 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
                 sample_weight=dataset.weight, keep_scores=assign.can_use_scores(dataset),
                 fingerprint=fingerprint + (f"-from-{init['model_id']}" if init else ""))
             laps.lap("select")
-            estimator = result.estimator
+            model = result.model  # not an estimator: no scikit-learn import (1.5 s or more)
             base = watch = None  # a Bayesian fit has no training baseline (yet)
             if result.baseline is not None:
                 base = dict(result.baseline, window=monitor.window(
@@ -342,13 +344,13 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
             logger.info("writing %d partition(s) into %s", len(dataset.files), target.staging,
                         extra={"progress": {"phase": "write", "total": len(dataset.files)}})
             partitions = assign.write_assignments(
-                dataset, _prepared(estimator, model_cfg.dtype), estimator.n_components,
+                dataset, _prepared(model, model_cfg.dtype), model.n_components,
                 config.output.columns, table.root if table else target.location, watch=watch,
                 scores=result.scores)
             result.scores = None  # free the workers' memory
             preprocessing = ({"mean": dataset.scaler_mean, "scale": dataset.scaler_scale}
                              if dataset.scaler_mean is not None else None)
-            model_id = store.save_model(estimator, target.location.join("model").url,
+            model_id = store.save_model(model, target.location.join("model").url,
                                         features=dataset.features, preprocessing=preprocessing,
                                         extra={"run_id": run_id,
                                                "config_hash": config.config_hash()},
@@ -370,8 +372,8 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
             "candidates": [c.row() for c in result.candidates],
             "chosen": result.best.name,
             "warm_start": init and init["model_id"],
-            "clusters": [{"cluster": k, "weight": float(estimator.weights_[k]),
-                          "size": int(counts[k])} for k in range(estimator.n_components)],
+            "clusters": [{"cluster": k, "weight": float(model.weights_[k]),
+                          "size": int(counts[k])} for k in range(model.n_components)],
         }
         if model_cfg.kind == "bayesian":
             summary.update(kind="bayesian", weight_threshold=model_cfg.weight_threshold,
@@ -390,7 +392,7 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
         if base is not None:
             figures, _ = monitor.measure(config.monitor, {"baseline": base,
                                                           "features": dataset.features},
-                                         estimator, partitions, watch, log=False)
+                                         model, partitions, watch, log=False)
             logger.info("training baseline: mean log-density %.3f (SD %.3f); %d rows below "
                         "the %g%% quantile %.3f are outliers", base["log_density"]["mean"],
                         base["log_density"]["std"], figures["outliers"],

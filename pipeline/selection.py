@@ -20,17 +20,17 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 
-from pipeline.mixture import BayesianGaussianMixture, GaussianMixture, _covariance, _kernels
+from pipeline.mixture import _covariance, _kernels
 from pipeline.mixture._chunks import ChunkedData, should_persist
 from pipeline.mixture._em import EMState
 from pipeline.mixture._fit import Start, fit_states, log_likelihoods
+from pipeline.mixture._fitted import FittedMixture
 from pipeline.mixture._init import InitJob
-from pipeline.mixture._validation import check_weight_values
+from pipeline.mixture._validation import check_random_state, check_weight_values
 from pipeline.mixture._variational import VariationalState
 from pipeline.monitor import baseline, final_pass
 from pipeline.monitor.baseline import FinalPass
@@ -90,14 +90,27 @@ class BayesianCandidate(Candidate):
 
 @dataclass
 class SelectionResult:
+    """The grid's candidates and the chosen one.
+
+    ``model`` is the chosen model as the run uses it: a
+    :class:`~pipeline.mixture._fitted.FittedMixture` (no scikit-learn import), or the
+    fitted BayesianGaussianMixture; ``estimator`` the scikit-learn-compatible estimator.
+    """
+
     candidates: list
     best: Candidate
-    estimator: GaussianMixture
+    model: object
     criterion: str
     n_passes: int
     seconds: float
     baseline: dict | None = None  # the chosen model's training baseline (pipeline.monitor)
     scores: list | None = None  # per chunk, a future of the rows' scores (keep_scores)
+
+    @cached_property
+    def estimator(self):
+        """The chosen GaussianMixture or BayesianGaussianMixture (imports scikit-learn)."""
+        model = self.model
+        return model.estimator() if isinstance(model, FittedMixture) else model
 
 
 def _check_finite(describe):
@@ -218,7 +231,7 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     if not state.converged:
         logger.warning("the chosen model %s did not converge in %d iterations; consider "
                        "increasing model.max_iter or model.tol", best.name, max_iter)
-    estimator = GaussianMixture._from_parameters(
+    model = FittedMixture(
         state.parameters(), **state.history(), n_components=best.n_components,
         covariance_type=best.covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
         n_init=n_init, init_params=init_params,
@@ -227,7 +240,7 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
     seconds = time.perf_counter() - started
     logger.info("selected %s by %s in %d passes over the data, %.2f s", best.name, criterion,
                 data.n_passes, seconds)
-    return SelectionResult(candidates, best, estimator, criterion, data.n_passes, seconds,
+    return SelectionResult(candidates, best, model, criterion, data.n_passes, seconds,
                            None if final.stats is None else
                            baseline(final.stats[fitted.index(best)], state.weights),
                            final.scores)
@@ -252,6 +265,10 @@ def fit_bayesian(X, *, n_components, covariance_type, n_init=1, init_params="kme
     SelectionResult
         One candidate; the criterion is the lower bound (the best of ``n_init``).
     """
+    from sklearn.exceptions import ConvergenceWarning
+
+    from pipeline.mixture import BayesianGaussianMixture
+
     started = time.perf_counter()
     dtype = np.dtype(dtype)
     X = X.astype(dtype) if X.dtype != dtype else X

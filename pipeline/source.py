@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import partitions
@@ -40,10 +41,12 @@ def list_parquet_files(path, storage_options=None):
 
 
 def read_table(path, columns, storage_options):
-    """Columns of one input file as an Arrow table."""
+    """Columns of one input file as an Arrow table (through ``ParquetFile``: the
+    ``read_table`` function goes through ``pyarrow.dataset``, whose import imports pandas,
+    0.5 s of a run here)."""
     fs, root = filesystem(path, storage_options)
     with reading(path), fs.open(root, "rb") as handle:
-        return pq.read_table(handle, columns=columns)
+        return pq.ParquetFile(handle).read(columns=columns)
 
 
 def _read_footer(path, storage_options):
@@ -226,9 +229,48 @@ def features_from_table(table, features):
     """The feature columns of an Arrow table as a float64 array (nulls become NaN)."""
     if table.num_rows == 0:
         return np.empty((0, len(features)))
+    return np.column_stack([float64_values(table.column(c)) for c in features])
+
+
+def float64_values(column):
+    """An Arrow column as a float64 numpy array (nulls become NaN)."""
     # safe=False: an int64 beyond 2**53 becomes the nearest float64 instead of failing
-    return np.column_stack([table.column(c).cast(pa.float64(), safe=False)
-                            .to_numpy(zero_copy_only=False) for c in features])
+    column = column.cast(pa.float64(), safe=False)
+    if column.null_count:
+        column = pc.fill_null(column, np.nan)
+    return primitive_values(column)
+
+
+def primitive_values(column):
+    """A numeric Arrow column without nulls as a numpy array (a copy), read from the
+    Arrow buffers: pyarrow's ``to_numpy`` imports pandas on its first call (0.5 s of a
+    run here, for a conversion that needs none of it)."""
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        raise TypeError(f"an integer or floating-point column, not {column.type}")
+    if column.null_count:
+        raise ValueError("a column without nulls")
+    dtype = np.dtype(column.type.to_pandas_dtype())
+    values = np.empty(len(column), dtype=dtype)
+    start = 0
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+        values[start : start + len(chunk)] = np.frombuffer(
+            chunk.buffers()[1], dtype=dtype, count=len(chunk),
+            offset=dtype.itemsize * chunk.offset)
+        start += len(chunk)
+    return values
+
+
+def numpy_to_arrow(values, arrow_type, mask=None):
+    """A numpy array as an Arrow array of ``arrow_type`` (integer, floating or boolean),
+    null where ``mask`` is True; from buffers rather than through ``pa.array``, whose first
+    call imports pandas (0.5 s of a run here)."""
+    if pa.types.is_boolean(arrow_type):
+        data = pa.py_buffer(np.packbits(np.asarray(values, dtype=bool), bitorder="little"))
+    else:
+        data = pa.py_buffer(np.ascontiguousarray(values, dtype=arrow_type.to_pandas_dtype()))
+    validity = None if mask is None else pa.py_buffer(np.packbits(~mask, bitorder="little"))
+    return pa.Array.from_buffers(arrow_type, len(values), [validity, data],
+                                 null_count=0 if mask is None else int(mask.sum()))
 
 
 def read_features(path, features, storage_options, dtype="float64"):

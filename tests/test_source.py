@@ -11,7 +11,14 @@ import pyarrow as pa
 import pytest
 from parquet_files import blob_partitions, source, write
 
-from pipeline.source import inspect_schema, list_parquet_files, load
+from pipeline.source import (
+    float64_values,
+    inspect_schema,
+    list_parquet_files,
+    load,
+    numpy_to_arrow,
+    primitive_values,
+)
 from pipeline.storage import DataError
 
 
@@ -330,3 +337,28 @@ def test_rows_of_weight_0_are_no_distinct_rows_for_the_components(tmp_path):
     write(tmp_path / "part.0.parquet", x0=[1.0, 2.0, 3.0], x1=[1.0, 2.0, 3.0], w=[1, 1, 0])
     with pytest.raises(DataError, match="only 2 distinct"):
         load(source(tmp_path, features=["x0", "x1"], weight="w"), min_distinct_rows=3)
+
+
+# ------------------------------------------------------------------ Arrow <-> numpy
+
+
+def test_arrow_columns_become_numpy_from_their_buffers():
+    chunks = pa.chunked_array([pa.array([1, None, 3], pa.int64()), pa.array([4, 5], pa.int64())])
+    np.testing.assert_array_equal(float64_values(chunks), [1.0, np.nan, 3.0, 4.0, 5.0])
+    sliced = pa.array(np.arange(10.0)).slice(3, 4)  # an offset into the buffer
+    np.testing.assert_array_equal(float64_values(pa.chunked_array([sliced])), [3, 4, 5, 6])
+    labels = primitive_values(pa.chunked_array([pa.array([2, 0, 1], pa.int32()).slice(1)]))
+    assert labels.dtype == np.int32 and labels.tolist() == [0, 1]
+    np.testing.assert_array_equal(float64_values(pa.chunked_array([pa.array([True, False])])),
+                                  [1.0, 0.0])
+    with pytest.raises(TypeError, match="not bool"):
+        primitive_values(pa.chunked_array([pa.array([True])]))
+    with pytest.raises(ValueError, match="without nulls"):
+        primitive_values(chunks)
+    values, mask = np.array([0.5, 1.5, 2.5]), np.array([False, True, False])
+    for arrow_type, data in ((pa.float64(), values), (pa.int32(), np.array([7, 8, 9])),
+                             (pa.bool_(), values > 1)):
+        for m in (None, mask):
+            made = numpy_to_arrow(data, arrow_type, m)
+            made.validate(full=True)
+            assert made.equals(pa.array(data, type=arrow_type, mask=m))

@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.mixture import _covariance, _kernels
 
-# the parameters, in the order of GaussianMixture._set_fitted
+# the parameters, in the order of FittedParameters._set_fitted
 PARAMETERS = ("weights", "means", "covariances", "precisions_cholesky")
 
 
@@ -32,7 +32,8 @@ class FitProgress:
         return self.error is None and not self.converged and self.n_iter < self.max_iter
 
     def history(self):
-        """The fit's history, as keywords of ``GaussianMixture._from_parameters``."""
+        """The fit's history, as keywords of ``GaussianMixture._from_parameters`` and
+        ``FittedMixture``."""
         return dict(converged=self.converged, n_iter=self.n_iter,
                     lower_bound=self.lower_bound, lower_bounds=self.lower_bounds)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.mixture import _covariance, _kernels
+from pipeline.mixture import _covariance, _kernels, _kmeans
 
 logger = logging.getLogger("pipeline.mixture")
 
@@ -203,9 +203,10 @@ def kmeans_centers(data, specs):
     """k-means for several (n_clusters, seed) specs at once, on a sample of the rows.
 
     For each seed, ``kmeans_sample_size`` rows are drawn uniformly (every row of a small
-    data set; with weights, rows of positive weight, weighted by them) and scikit-learn's
-    KMeans (k-means++ seeding, Lloyd iterations to its tolerance, the best inertia of
-    ``KMEANS_N_INIT`` restarts) runs on them here, on the client. The caller's pass of
+    data set; with weights, rows of positive weight, weighted by them) and k-means
+    (:func:`pipeline.mixture._kmeans.kmeans`, scikit-learn's algorithm: k-means++
+    seeding, Lloyd iterations to its tolerance, the best inertia of ``KMEANS_N_INIT``
+    restarts) runs on them here, on the client. The caller's pass of
     the labels (each row's nearest center) then makes the initial parameters from every
     row: one more Lloyd step, on the whole data.
 
@@ -219,8 +220,6 @@ def kmeans_centers(data, specs):
     -------
     centers : list of ndarray of shape (n_clusters, n_features)
     """
-    from sklearn.cluster import KMeans
-
     seeds = sorted({seed for _, seed in specs})
     size = kmeans_sample_size(max(k for k, _ in specs))
     drawn = {seed: sample_indices(data, seed, size) for seed in seeds}
@@ -231,9 +230,9 @@ def kmeans_centers(data, specs):
     centers = []
     for k, seed in specs:
         sample = slice(bounds[seed], bounds[seed] + len(drawn[seed]))
-        km = KMeans(n_clusters=k, n_init=KMEANS_N_INIT, random_state=seed % (2**32))
-        km.fit(rows[sample], sample_weight=None if weights is None else weights[sample])
-        centers.append(km.cluster_centers_)
+        centers.append(_kmeans.kmeans(
+            rows[sample], k, sample_weight=None if weights is None else weights[sample],
+            n_init=KMEANS_N_INIT, seed=seed))
     logger.debug("k-means: %d spec(s) on samples of %d rows", len(specs), size)
     return centers
 

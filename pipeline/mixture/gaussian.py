@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from pipeline.mixture import _covariance, _kernels
+from pipeline.mixture import _kernels
 
 # _finite_block, NAN_MESSAGE, _check_finite and _is_dask_dataframe: importable from here
 # as before the split into _base.py and _validation.py
@@ -16,6 +16,7 @@ from pipeline.mixture._base import BaseMixture, _finite_block, _weighted_sums  #
 from pipeline.mixture._chunks import ChunkedData
 from pipeline.mixture._em import PARAMETERS, EMState
 from pipeline.mixture._fit import Start, fit_states
+from pipeline.mixture._fitted import FittedParameters
 from pipeline.mixture._init import InitJob, parameters_from_resp
 from pipeline.mixture._validation import (  # noqa: F401
     NAN_MESSAGE,
@@ -32,7 +33,7 @@ from pipeline.mixture._validation import is_dask_dataframe as _is_dask_dataframe
 logger = logging.getLogger("pipeline.mixture")
 
 
-class GaussianMixture(BaseMixture):
+class GaussianMixture(FittedParameters, BaseMixture):
     """Gaussian mixture fitted by EM, on numpy arrays or on dask arrays across a cluster.
 
     Same parameters, defaults, attributes, methods and errors as
@@ -237,20 +238,6 @@ class GaussianMixture(BaseMixture):
         X = self._fit(X, sample_weight)
         return self._apply(X, _kernels.predict_chunk, "labels", validated=True)
 
-    def _set_parameters(self, params, dtype=None):
-        """Set ``(weights, means, covariances, precisions_cholesky)`` and ``precisions_``
-        (scikit-learn's hook of the same name).
-
-        Computed in float64; the attributes are in ``dtype`` (None: that of the given
-        precisions_cholesky). A fit passes its compute dtype: float32 input keeps float32
-        attributes, as in sklearn since 1.6.
-        """
-        dtype = np.asarray(params[-1]).dtype if dtype is None else dtype
-        params = [np.asarray(value, np.float64) for value in params]
-        precisions = _covariance.precisions_from_cholesky(params[-1], self.covariance_type)
-        for name, value in zip((*PARAMETERS, "precisions"), (*params, precisions), strict=True):
-            setattr(self, f"{name}_", value.astype(dtype, copy=False))
-
     def _initialize(self, X, resp):
         """Initial parameters from responsibilities ``resp`` of shape (n_samples, K) on a
         numpy ``X`` (scikit-learn's hook of the same name: a given ``weights_init``,
@@ -260,16 +247,6 @@ class GaussianMixture(BaseMixture):
                       self.reg_covar, self.weights_init, self.means_init, self.precisions_init)
         params = parameters_from_resp(X, resp, job, float(np.finfo(X.dtype).eps))
         self._set_parameters([params[name] for name in PARAMETERS], dtype=X.dtype)
-
-    def _set_fitted(self, params, *, converged, n_iter, lower_bound, lower_bounds,
-                    dtype=np.float64):
-        """Set the fitted parameters (in ``dtype``) and history: the one place they are set."""
-        self._set_parameters(params, dtype)
-        self.converged_ = bool(converged)
-        self.n_iter_ = int(n_iter)
-        self.lower_bound_ = float(lower_bound)
-        self.lower_bounds_ = [float(v) for v in lower_bounds]
-        return self
 
     @classmethod
     def _from_parameters(cls, params, *, converged, n_iter, lower_bound, lower_bounds,
@@ -287,14 +264,6 @@ class GaussianMixture(BaseMixture):
                                      lower_bound=lower_bound, lower_bounds=lower_bounds)
 
     # ----------------------------------------------------------- prediction
-
-    def _model(self, dtype):
-        return _kernels.prepare_model(self.weights_, self.means_, self.precisions_cholesky_,
-                                      self.covariance_type, dtype)
-
-    def _n_parameters(self):
-        return _covariance.n_parameters(self.covariance_type, self.n_components,
-                                        self.means_.shape[1])
 
     def _log_likelihood(self, X, sample_weight):
         """(total log-likelihood of X, rows): with weights, the weighted total and the
