@@ -305,7 +305,7 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
         from pipeline import report as report_mod
         from pipeline.selection import select
 
-        laps.lap("imports")  # scikit-learn: while the cluster starts
+        laps.lap("imports")
         with connect(config.cluster):
             laps.lap("cluster")
             dataset = source.load(config.source, dtype=model_cfg.dtype,

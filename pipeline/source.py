@@ -227,30 +227,32 @@ def fingerprint(inputs):
 
 def features_from_table(table, features):
     """The feature columns of an Arrow table as a float64 array (nulls become NaN)."""
-    if table.num_rows == 0:
-        return np.empty((0, len(features)))
-    return np.column_stack([float64_values(table.column(c)) for c in features])
+    X = np.empty((table.num_rows, len(features)))
+    for j, column in enumerate(features):
+        float64_values(table.column(column), out=X[:, j])
+    return X
 
 
-def float64_values(column):
-    """An Arrow column as a float64 numpy array (nulls become NaN)."""
+def float64_values(column, out=None):
+    """An Arrow column as float64 numpy values (nulls become NaN), into ``out`` if given
+    (a column of a 2-D array, say)."""
     # safe=False: an int64 beyond 2**53 becomes the nearest float64 instead of failing
     column = column.cast(pa.float64(), safe=False)
     if column.null_count:
         column = pc.fill_null(column, np.nan)
-    return primitive_values(column)
+    return primitive_values(column, out)
 
 
-def primitive_values(column):
-    """A numeric Arrow column without nulls as a numpy array (a copy), read from the
-    Arrow buffers: pyarrow's ``to_numpy`` imports pandas on its first call (0.5 s of a
-    run here, for a conversion that needs none of it)."""
+def primitive_values(column, out=None):
+    """A numeric Arrow column without nulls as numpy values, copied from the Arrow
+    buffers into ``out`` (a new array if None): pyarrow's ``to_numpy`` imports pandas on
+    its first call (0.5 s of a run here, for a conversion that needs none of it)."""
     if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
         raise TypeError(f"an integer or floating-point column, not {column.type}")
     if column.null_count:
         raise ValueError("a column without nulls")
     dtype = np.dtype(column.type.to_pandas_dtype())
-    values = np.empty(len(column), dtype=dtype)
+    values = np.empty(len(column), dtype=dtype) if out is None else out
     start = 0
     for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
         values[start : start + len(chunk)] = np.frombuffer(
@@ -286,8 +288,7 @@ def read_features(path, features, storage_options, dtype="float64"):
             X = np.empty((parquet.metadata.num_rows, len(features)), dtype=dtype)
             for j, column in enumerate(features):
                 table = parquet.read(columns=[column], use_threads=False)
-                if table.num_rows:
-                    X[:, j] = features_from_table(table, [column])[:, 0]
+                float64_values(table.column(0), out=X[:, j])
                 del table
     finally:
         release_arrow_memory()
