@@ -206,8 +206,7 @@ PHASES = [
     ("start-up", "process start to the cluster being up: interpreter, imports, config, "
                  "input footers, LocalCluster start"),
     ("load", "reading the Parquet files into the workers"),
-    ("init", "the k-means sample (scikit-learn's KMeans on it, on the client) and the "
-             "labelling pass"),
+    ("init", "the k-means sample (k-means on it, on the client) and the labelling pass"),
     ("EM", "EM iterations (first to last iteration line)"),
     ("final pass", "last iteration line to the selected line (the BIC pass)"),
     ("write", "writing the assignments and the model (the summary's own write time)"),

@@ -41,6 +41,8 @@ TOLERANCE = 1e-6
 # are ties (one seed of 10 in another optimum moves the mean by >= 3e-3 on these cases).
 OPTIMUM_GAP = 1e-3
 SAMPLE_ROWS = (20_000, 50_000, 100_000)
+# what clusters the sample (results saved before 2026-12-02 14:00 UTC: scikit-learn's KMeans)
+KMEANS = "k-means in numpy, `pipeline.mixture._kmeans` (scikit-learn's algorithm)"
 N_INITS = (1, 3)
 UNEQUAL_WEIGHTS = (0.55, 0.25, 0.12, 0.06, 0.015, 0.005)
 # each component's scale, largest first: the big clusters are broad, the small ones tight
@@ -163,6 +165,7 @@ def run(quick=False, seeds=10, data_dir=None, log=print):
            "load_average": os.getloadavg(), "code": _commit(),
            "default": {"sample_rows": default[0], "n_init": default[1],
                        "rows_per_cluster": _init.KMEANS_SAMPLE_ROWS_PER_CLUSTER},
+           "kmeans": KMEANS,
            "cases": [], "variants": []}
     per_setting = {setting: {} for setting in settings}
     # the time of our k-means on the sample (drawing and gathering it, KMeans), per fit

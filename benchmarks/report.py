@@ -479,6 +479,10 @@ def incremental_markdown(result):
     return "\n".join(rows)
 
 
+# what clustered the sample in init_quality results saved without a "kmeans" entry
+SKLEARN_KMEANS = "scikit-learn's `KMeans`"
+
+
 def init_quality_markdown(result):
     """The section of RESULTS.md (``python -m benchmarks.init_quality --save``)."""
     default = result["default"]
@@ -495,7 +499,8 @@ def init_quality_markdown(result):
         "covariance_type='full', random_state=seed).fit(X)` of mixlake and of "
         "scikit-learn, defaults otherwise, on the same numpy array; the final mean "
         "log-likelihood per row (`score(X)`, higher is better). Ours: k-means "
-        f"(scikit-learn's `KMeans`, `n_init={default['n_init']}`) on a uniform sample of "
+        f"({result.get('kmeans', SKLEARN_KMEANS)}, `n_init={default['n_init']}`) "
+        "on a uniform sample of "
         f"max({default['sample_rows']:,}, {default['rows_per_cluster']:,} K) rows, then "
         "one pass labelling every row; scikit-learn: `KMeans` on every row. *Not worse* "
         f"counts the seeds where ours >= sklearn − {result['tolerance']:g}; *other "
@@ -524,7 +529,8 @@ def init_quality_markdown(result):
     lines += ["", "Other settings of ours (`KMEANS_SAMPLE_ROWS` x `KMEANS_N_INIT`, "
               "monkeypatched; the same scikit-learn fits). Per case: ours − sklearn of the "
               "means (the seeds in a better / worse optimum). *k-means* is the median time of "
-              "our k-means on the sample (drawing it, `KMeans`) per fit, *fit* ours' median "
+              "our k-means on the sample (drawing it, clustering it) per fit, *fit* ours' "
+              "median "
               f"fit, per case. *Up to tol*: the means compared up to {tie:g} (EM's `tol`: "
               "fits in the same optimum stop up to ~3e-4 apart, and one seed of 10 in "
               "another optimum moves a mean by 3e-3 or more on these cases).\n",

@@ -56,8 +56,8 @@ class GaussianMixture(FittedParameters, BaseMixture):
         Number of initialisations; the best lower bound is kept. The restarts advance
         in lock-step, sharing each pass over the data.
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
-        Initialisation method, run on the cluster (kmeans: scikit-learn's KMeans on a
-        sample of the rows, then one pass over all of them).
+        Initialisation method, run on the cluster (kmeans: k-means, scikit-learn's
+        algorithm, on a sample of the rows, then one pass over all of them).
     weights_init : array-like of shape (n_components,), default=None
     means_init : array-like of shape (n_components, n_features), default=None
     precisions_init : array-like, default=None
