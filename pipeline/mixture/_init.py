@@ -25,10 +25,13 @@ INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 KMEANS_SAMPLE_ROWS = 50_000
 # ... and of at least this many per cluster
 KMEANS_SAMPLE_ROWS_PER_CLUSTER = 1_000
-# restarts of k-means on the sample (the best inertia is kept): one start fell into a
-# worse optimum on 1 to 4 of 10 seeds of benchmarks/init_quality.py's unequal-sizes case
-# (scikit-learn's k-means on every row: 0 of 10); three cost ~0.07 s more on 50,000 rows
-KMEANS_N_INIT = 3
+# restarts of k-means on the sample (the best inertia is kept; the restarts draw from one
+# stream, so more never keep a worse one). On benchmarks/init_quality.py's unequal-sizes
+# case 26 % of single k-means runs on the sample end in a worse optimum (of inertia 10 %
+# higher): the best of 3 was one on 2 of 30 seeds (and its EM ended worse than
+# scikit-learn's on 1), the best of 4 or 5 on none. Each costs 0.06 s (the benchmark's
+# 1M x 16, K = 8) to 0.14 s (that case) on the client.
+KMEANS_N_INIT = 5
 # rows per block of the labelling pass's distances (2 MiB of float64 at 16 features)
 LABEL_BLOCK_ROWS = 16_384
 
