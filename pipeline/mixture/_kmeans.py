@@ -22,6 +22,7 @@ import numpy as np
 MAX_ITER = 300  # scikit-learn's default
 TOL = 1e-4  # scikit-learn's default, relative to the mean variance of the features
 BLOCK_ROWS = 16_384  # rows per block of distances (the temporaries stay in cache)
+ONE_HOT_ELEMENTS = 2**22  # the largest membership matrix (K x rows, 32 MiB) of a Lloyd step
 
 
 def _min_sq_distances(X, x_sq, centers):
@@ -75,7 +76,11 @@ def kmeans_plusplus(X, x_sq, n_clusters, weights, rng):
 
 
 def _weighted_sums(X, labels, weights, n_clusters):
-    """(per-cluster sum of w x, per-cluster sum of w)."""
+    """(per-cluster sum of w x, per-cluster sum of w): one product with the rows' weighted
+    memberships (K x rows) when that is small, else a bincount per feature."""
+    if n_clusters * X.shape[0] <= ONE_HOT_ELEMENTS:
+        members = (labels == np.arange(n_clusters)[:, None]) * weights
+        return members @ X, members.sum(axis=1)
     counts = np.bincount(labels, weights=weights, minlength=n_clusters)
     sums = np.empty((n_clusters, X.shape[1]))
     for d in range(X.shape[1]):
