@@ -770,10 +770,19 @@ NOTES = """\
   forms (tied, diag, spherical) compute in float64 whatever the input, so float32 gains
   there only the memory; per-sub-block float64 accumulation and the client's M-step do not
   shrink. Worker threads (the embedded default) are slower than worker processes on the
-  cheap forms (diag float32 150 against 67 ms), most likely the two workers' per-sub-block
-  Python steps taking turns on the GIL (not profiled yet), which weighs more when the
-  arithmetic halves. Four
-  runs of `benchmarks/float32.py` on this VM gave full 1.41x, 1.67x, 1.80x and 1.96x
+  cheap forms (diag float32 150 against 67 ms), and measured (2026-12-02, `em_chunk`
+  wrapped on the embedded cluster: wall time against the thread's CPU time, 6 passes over
+  1M x 16, K = 8): with 2 worker threads each call of the kernel spends 40-59 % of its
+  wall time off the CPU (full float64 40 %, float32 49 %, diag 54-59 %), with 1 worker
+  thread 17-22 %; diag fits in 1.9 s on 2 worker threads and in 1.9 s on 1. The kernel
+  is ~25 numpy calls per sub-block of ~1,900 rows; each gives the GIL up and takes it
+  back, and on this VM a hand-over costs about what the call computes, so the two
+  threads' sub-blocks take turns. A py-spy profile with native frames (100 Hz) put 41 %
+  of the threads' kernel samples in `pthread_cond_timedwait` under the ufunc and matmul
+  calls (the GIL's wait). Sub-blocks of 4x the rows (2**20 elements, 8,192 rows) cut the
+  waiting to 37-54 % only. float32 halves the arithmetic, not the hand-overs, so its gain
+  shrinks on threads; worker processes (`cluster.processes: true`) do not share a GIL.
+  Runs of `benchmarks/float32.py` on this VM gave full 1.41x, 1.67x, 1.80x and 1.96x
   (worker processes 1.61x, 1.83x, 1.92x): the noise is larger than the margin.
 - **Whole process** (the breakdown above): the initialisation was the largest phase (15
   passes of k-means|| + Lloyd at 1M, the time of a dozen EM iterations) until it became
@@ -791,14 +800,19 @@ NOTES = """\
   in row blocks instead of chunk-sized temporaries (the run touched ~9 GB of fresh pages
   at 5M: 2.25M page faults of 4 KiB, ~6 s of kernel CPU; now ~0.65M, 2.5–4.5 s); the float
   columns of the assignment files are written without dictionary encoding (pyarrow builds
-  and drops a dictionary per column of distinct doubles, half the write's time). What is
-  left at 1M is mostly fixed cost: start-up and imports are 1.7–2.6 s of a 4.6–5.7 s run, of
-  which scikit-learn is ~1 s (`sklearn.utils.fixes` imports `scipy.stats`, 0.5–0.7 s;
-  `sklearn.cluster` 0.2 s). Reading the files in a thread while scikit-learn imports was
-  tried again: no gain (the load's dask tasks wait for the GIL the imports hold). 4x at
-  1M needs the run's path free of scikit-learn (its own k-means on the sample and a
-  fitted-model object that is not an estimator), about 1 s. Load, the passes and the
-  write grow with the data, so the ratio to the script grows with it. The grid's time is
+  and drops a dictionary per column of distinct doubles, half the write's time). Then the
+  run's path stopped importing scikit-learn and pandas (1.5-2 s of start-up here: the
+  selection's pick is a `FittedMixture`, not an estimator; the k-means on the sample is
+  numpy's, scikit-learn's algorithm; Arrow columns become numpy arrays from their buffers,
+  since pyarrow's `to_numpy`, `pa.array` and `read_table` import pandas): the imports of a
+  1M run went from 2.06 s to 1.04 s (`python -X importtime`), of which dask.array is 0.35 s
+  (scipy.sparse and dask.array.fft) and distributed 0.26 s. What is left at 1M: start-up
+  and imports ~1 s, the load ~0.8 s, and two EM iterations, a labelling pass and the final
+  pass of ~0.4 s each; the run's CPU time is 6.4 s against the script's 15.5, so on 2
+  cores the run cannot be more than ~4.8x faster as it stands, and the worker threads'
+  GIL hand-overs (float32 above) keep its passes from using both cores fully. Load, the
+  passes and the write grow with the data, so the ratio to the script grows with it. The
+  grid's time is
   its EM and final pass: 40 candidates per pass, as many passes as its slowest candidate
   needs.
 - **Memory**: a worker holds its chunks plus a few MiB of sub-block buffers (the largest
