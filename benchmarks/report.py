@@ -772,9 +772,10 @@ NOTES = """\
   shrink. Worker threads (the embedded default) are slower than worker processes on the
   cheap forms (diag float32 150 against 67 ms), and measured (2026-12-02, `em_chunk`
   wrapped on the embedded cluster: wall time against the thread's CPU time, 6 passes over
-  1M x 16, K = 8): with 2 worker threads each call of the kernel spends 40-59 % of its
-  wall time off the CPU (full float64 40 %, float32 49 %, diag 54-59 %), with 1 worker
-  thread 17-22 %; diag fits in 1.9 s on 2 worker threads and in 1.9 s on 1. The kernel
+  1M x 16, K = 8, two runs): with 2 worker threads each call of the kernel spends 14-49 %
+  of its wall time off the CPU for full (float64 14-40 %, float32 18-49 %) and 41-59 % for
+  diag, with 1 worker thread 10-22 %; a diag fit takes as long on 2 worker threads as on
+  1 (1.9 s and 1.9 s; 1.55 s and 1.60 s). The kernel
   is ~25 numpy calls per sub-block of ~1,900 rows; each gives the GIL up and takes it
   back, and on this VM a hand-over costs about what the call computes, so the two
   threads' sub-blocks take turns. A py-spy profile with native frames (100 Hz) put 41 %
