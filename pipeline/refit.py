@@ -57,7 +57,8 @@ def warm_start(config, dataset):
     if path is None:
         return None
     options = config.output.storage_options
-    estimator, meta = store.load_model(resolve_model_path(path, options), options)
+    estimator, meta = store.load_model(resolve_model_path(path, options), options,
+                                       estimator=False)
     wanted = (config.model.component_counts()[0], config.model.covariance_types()[0])
     if (estimator.n_components, estimator.covariance_type) != wanted:
         raise ConfigError(

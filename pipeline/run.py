@@ -429,7 +429,8 @@ def require_score(config, origin="config"):
 def _model_of(config):
     """(estimator, meta) of the saved model the score config names."""
     model_path = resolve_model_path(config.score.model_path, config.output.storage_options)
-    estimator, meta = store.load_model(model_path, config.output.storage_options)
+    estimator, meta = store.load_model(model_path, config.output.storage_options,
+                                       estimator=False)
     return model_path, estimator, meta
 
 

@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 
 from pipeline.mixture import _covariance
+from pipeline.mixture._fitted import FittedMixture
 from pipeline.monitor import baseline_problem
 from pipeline.storage import filesystem
 
@@ -234,12 +235,16 @@ def _check_arrays(npz_path, arrays, covariance_type):
         _fail(npz_path, "array 'scaler_scale' must be positive")
 
 
-def load_model(path, storage_options=None):
+def load_model(path, storage_options=None, *, estimator=True):
     """Read a model folder written by :func:`save_model`.
+
+    ``estimator=False`` gives a Gaussian mixture as a
+    :class:`~pipeline.mixture._fitted.FittedMixture` (what the run paths score and monitor
+    with), without importing scikit-learn; a Bayesian mixture is its estimator either way.
 
     Returns
     -------
-    estimator : GaussianMixture or BayesianGaussianMixture
+    estimator : GaussianMixture, FittedMixture or BayesianGaussianMixture
         Fitted: predicts exactly as the estimator that was saved.
     meta : dict
         The JSON metadata, plus ``"preprocessing"`` (``{"mean", "scale"}`` or None).
@@ -277,18 +282,22 @@ def load_model(path, storage_options=None):
     if meta.get("kind", "gaussian") == "bayesian":
         return _load_bayesian(json_path, npz_path, meta, arrays), _with_preprocessing(
             meta, arrays)
+    params = (arrays["weights"], arrays["means"], arrays["covariances"],
+              arrays["precisions_cholesky"])
+    history = dict(converged=fit["converged"], n_iter=fit["n_iter"],
+                   lower_bound=fit["lower_bound"], lower_bounds=fit["lower_bounds"])
     try:
-        from pipeline.mixture.gaussian import GaussianMixture
+        if estimator:
+            from pipeline.mixture.gaussian import GaussianMixture
 
-        estimator = GaussianMixture._from_parameters(
-            (arrays["weights"], arrays["means"], arrays["covariances"],
-             arrays["precisions_cholesky"]),
-            converged=fit["converged"], n_iter=fit["n_iter"], lower_bound=fit["lower_bound"],
-            lower_bounds=fit["lower_bounds"], n_features_in=D,
-            feature_names_in=meta.get("feature_names_in"), **meta["params"])
+            model = GaussianMixture._from_parameters(
+                params, **history, n_features_in=D,
+                feature_names_in=meta.get("feature_names_in"), **meta["params"])
+        else:
+            model = FittedMixture(params, **history, **meta["params"])
     except TypeError as exc:
         _fail(json_path, f"params: {exc}")
-    return estimator, _with_preprocessing(meta, arrays)
+    return model, _with_preprocessing(meta, arrays)
 
 
 def _with_preprocessing(meta, arrays):

@@ -48,7 +48,7 @@ def inspect_for_update(config):
         schema = run.inspect_input(config)
         return UpdateInput(schema, None, len(schema.inputs))
     model_path = published.join("model").url
-    _, meta = store.load_model(model_path, config.output.storage_options)
+    _, meta = store.load_model(model_path, config.output.storage_options, estimator=False)
     listed = source.listing(config.source)
     incremental = config.output.mode_for("update") == "incremental"
     plan = ledger.plan(listed.selected, ledger.read(published) if incremental else [],
@@ -74,7 +74,8 @@ def update_to_staging(config, update_input, run_id):
         return _first_fit(config, update_input.schema, run_id)
     started = time.perf_counter()
     plan, schema = update_input.plan, update_input.schema
-    estimator, meta = store.load_model(update_input.model_path, config.output.storage_options)
+    estimator, meta = store.load_model(update_input.model_path, config.output.storage_options,
+                                       estimator=False)
     counts = {"scored": len(plan.to_score), "unchanged": len(plan.kept),
               "removed": len(plan.removed)}
     summary = {"run_id": run_id, "job": "update", "output": config.output.path,

@@ -284,14 +284,28 @@ def test_a_run_imports_neither_scikit_learn_nor_pandas(tmp_path, good_data):
     path = _config_file(tmp_path, good_data, output={"path": str(tmp_path / "out"),
                                                      "columns": ["probabilities",
                                                                  "log_density", "outlier"]})
-    code = ("import sys; from flows.cli import main; main(['run', sys.argv[1]]); "
+    code = ("import sys; from flows.cli import main; main(sys.argv[1:]); "
             "print(sorted(m for m in ('sklearn', 'pandas', 'scipy.stats') if m in sys.modules))")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                          text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr
+
+    def command(*argv):
+        done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                              text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()[-1]
+
+    assert command("run", str(path)) == "[]"
     assert (tmp_path / "out" / "_SUCCESS.json").is_file()
-    assert done.stdout.splitlines()[-1] == "[]", done.stdout
+    # the nightly scoring of the saved model does not import scikit-learn either
+    # (store.load_model(estimator=False)); it does import pandas: the monitoring history's
+    # row is built with pa.Table.from_pylist, and any pa.array of Python values imports it
+    scoring = tmp_path / "score.yaml"
+    scoring.write_text(yaml.safe_dump({
+        "source": {"path": str(good_data), "passthrough": ["id"]},
+        "output": {"path": str(tmp_path / "scores")},
+        "score": {"model_path": str(tmp_path / "out" / "model")}}))
+    assert command("score", str(scoring)) == "['pandas']"
+    assert (tmp_path / "scores" / "_SUCCESS.json").is_file()
 
 
 def test_a_memory_limit_below_the_process_never_pauses_the_worker_threads(tmp_path,

@@ -21,7 +21,8 @@ def blobs():
 
 def test_the_defaults_it_keeps_are_the_estimators():
     defaults = inspect.signature(GaussianMixture).parameters
-    assert FittedMixture.verbose_interval == defaults["verbose_interval"].default
+    ours = inspect.signature(FittedMixture).parameters
+    assert ours["verbose_interval"].default == defaults["verbose_interval"].default
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
@@ -54,5 +55,11 @@ def test_the_pick_is_the_estimator_it_stands_for(blobs, covariance_type, dtype, 
         assert first == second, name
     loaded, _ = store.load_model(paths[0])
     np.testing.assert_array_equal(loaded.predict(X), estimator.predict(X))
+    plain, _ = store.load_model(paths[0], estimator=False)
+    assert isinstance(plain, FittedMixture) and not isinstance(plain, GaussianMixture)
+    for name in ("means_", "precisions_cholesky_", "lower_bounds_", "dtype", "n_init"):
+        np.testing.assert_array_equal(getattr(plain, name), getattr(loaded, name))
+    np.testing.assert_array_equal(
+        _kernels.predict_chunk(X, plain._model(np.dtype(dtype))), estimator.predict(X))
     assert json.loads((tmp_path / "model" / "model.json").read_text())["params"]["dtype"] == (
         None if dtype == "float64" else "float32")

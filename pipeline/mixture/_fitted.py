@@ -62,13 +62,11 @@ class FittedMixture(FittedParameters):
     predictions are the same (the same E-step model, :meth:`_model`).
     """
 
-    # GaussianMixture's default, which a fit by model selection leaves (it prints
-    # nothing); tests/test_fitted.py checks it against the estimator's
-    verbose_interval = 10
-
     def __init__(self, params, *, converged, n_iter, lower_bound, lower_bounds, n_components,
                  covariance_type, tol, reg_covar, max_iter, n_init, init_params,
-                 random_state, dtype):
+                 random_state, dtype, verbose_interval=10):
+        # verbose_interval: GaussianMixture's default, which a fit by model selection
+        # leaves (it prints nothing); tests/test_fitted.py checks it against the estimator's
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -78,6 +76,7 @@ class FittedMixture(FittedParameters):
         self.init_params = init_params
         self.random_state = random_state
         self.dtype = dtype
+        self.verbose_interval = verbose_interval
         self._set_fitted(params, converged=converged, n_iter=n_iter, lower_bound=lower_bound,
                          lower_bounds=lower_bounds)
 
