@@ -16,15 +16,12 @@ import zipfile
 import numpy as np
 
 from pipeline.mixture import _covariance
-from pipeline.mixture._fitted import FittedMixture
+from pipeline.mixture._fitted import ESTIMATOR_PARAMS, FittedMixture
 from pipeline.monitor import baseline_problem
 from pipeline.storage import filesystem
 
 FORMAT = "mixlake-model"
 FORMAT_VERSION = 1
-# dtype too: a float32 model predicts in float32, and so must the loaded one
-ESTIMATOR_PARAMS = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                    "init_params", "random_state", "verbose_interval", "dtype")
 
 
 class ModelFileError(ValueError):

@@ -9,13 +9,13 @@ import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from pipeline.mixture import _kernels
 from pipeline.mixture._chunks import is_dask_collection
 from pipeline.mixture._validation import (
     check_finite,
+    check_random_state,
     check_sample_weight,
     check_weight_values,
     compute_dtype,

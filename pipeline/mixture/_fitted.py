@@ -15,6 +15,11 @@ import numpy as np
 from pipeline.mixture import _covariance, _kernels
 from pipeline.mixture._em import PARAMETERS
 
+# The constructor parameters a FittedMixture keeps and a saved model holds
+# (pipeline.store); dtype too: a float32 model predicts in float32, and so must the loaded one
+ESTIMATOR_PARAMS = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
+                    "init_params", "random_state", "verbose_interval", "dtype")
+
 
 class FittedParameters:
     """The fitted attributes of a Gaussian mixture and what reads only them."""
@@ -88,8 +93,5 @@ class FittedMixture(FittedParameters):
         return GaussianMixture._from_parameters(
             [getattr(self, f"{name}_") for name in PARAMETERS], converged=self.converged_,
             n_iter=self.n_iter_, lower_bound=self.lower_bound_,
-            lower_bounds=self.lower_bounds_, n_components=self.n_components,
-            covariance_type=self.covariance_type, tol=self.tol, reg_covar=self.reg_covar,
-            max_iter=self.max_iter, n_init=self.n_init, init_params=self.init_params,
-            random_state=self.random_state, verbose_interval=self.verbose_interval,
-            dtype=self.dtype)
+            lower_bounds=self.lower_bounds_,
+            **{name: getattr(self, name) for name in ESTIMATOR_PARAMS})

@@ -6,7 +6,7 @@ from numbers import Real
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_array, check_random_state
+from sklearn.utils import check_array
 
 from pipeline.mixture import _covariance, _kernels
 from pipeline.mixture._chunks import ChunkedData
@@ -18,6 +18,7 @@ from pipeline.mixture._validation import (
     _check_precision_matrix,
     _check_shape,
     _options,
+    check_random_state,
     validate_params,
 )
 from pipeline.mixture._variational import (

@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 
 from pipeline.mixture import _kernels
 
@@ -23,6 +22,7 @@ from pipeline.mixture._validation import (  # noqa: F401
     check_described,
     check_means,
     check_precisions,
+    check_random_state,
     check_sample_weight,
     check_weights,
     validate_params,
