@@ -34,14 +34,16 @@ def kernel_stages(n_samples, n_features, n_components, covariance_types, dtypes,
             for _ in range(repeats):
                 work, statistics = K._Workspace(), K._accumulator(model)
                 spent = dict.fromkeys(STAGES, 0.0)
-                for start, stop in K._sub_blocks(n_samples, k, D):
+                for start, stop, step in K._e_steps(Xd, model, work):
                     t0 = time.perf_counter()
-                    xt, features = K._centered_block(Xd[start:stop], model, work)
+                    xt, features = step.center(Xd[start:stop])
                     t1 = time.perf_counter()
-                    weighted = K._weighted_log_prob(features, model, work)
+                    weighted = step.weighted_log_prob(features)
                     t2 = time.perf_counter()
-                    log_prob_norm, resp, total = K._log_sum_exp(weighted, work, K._absent(model))
-                    resp /= total
+                    with np.errstate(under="ignore", divide="ignore", invalid="ignore"):
+                        step._log_sum_exp(weighted)
+                        resp = np.divide(step.scaled, step.total, out=step.scaled)
+                    log_prob_norm = step.log_prob_norm
                     t3 = time.perf_counter()
                     statistics.add(xt, features, resp, log_prob_norm, work)
                     t4 = time.perf_counter()
@@ -51,6 +53,6 @@ def kernel_stages(n_samples, n_features, n_components, covariance_types, dtypes,
                     best = spent
             rows.append({"dtype": np.dtype(dtype).name, "covariance_type": covariance_type,
                          "form": "expanded" if model["expanded"] is not None else "whitening",
-                         "block_rows": K._block_rows(k, D),
+                         "block_rows": K.block_rows(model, D),
                          "ns_per_row": {s: v / n_samples * 1e9 for s, v in best.items()}})
     return rows

@@ -53,7 +53,7 @@ def assignment_table(X, passthrough_table, model, n_components, columns, mean=No
         scores = _kernels.score_rows(Xv, model)
     log_prob_norm, resp, labels_v = scores
     if sums is not None:  # as the final pass adds them: the training rows give its sums
-        sums.add_by_sub_blocks(Xv, log_prob_norm, labels_v)
+        sums.add_by_sub_blocks(Xv, log_prob_norm, labels_v, model)
     arrays = [passthrough_table.column(name) for name in passthrough_table.column_names]
     names = list(passthrough_table.column_names)
     mask = None if every else ~valid

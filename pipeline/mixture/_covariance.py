@@ -304,7 +304,7 @@ def _expanded_features_tied(block, precision_cholesky, work):
     n_features = block.shape[0] - 1
     features = work.get("tied", (n_features + 2, block.shape[1]), np.float64)
     z = features[:n_features]
-    np.matmul(precision_cholesky.T.astype(np.float64, copy=False), block[:n_features], out=z)
+    np.dot(precision_cholesky.T.astype(np.float64, copy=False), block[:n_features], out=z)
     features[n_features] = 1.0
     np.einsum("dn,dn->n", z, z, out=features[n_features + 1])
     return features

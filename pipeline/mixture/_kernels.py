@@ -6,10 +6,13 @@ Nothing here knows about dask. Every function takes a 2-D block ``X`` of shape
 (reductions) or one row of output per row of input (predictions).
 
 How an EM pass is computed (see benchmarks/RESULTS.md for the profile behind it).
-Rows are taken in sub-blocks of a few hundred to a few thousand rows, transposed to
-features x rows so that every elementwise step runs along contiguous rows, and the
-per-component work is done by a few large matrix products per sub-block instead of a
-loop over components:
+Rows are taken in sub-blocks of a few hundred to a few thousand rows (up to 16,384 for
+the expanded form, whose rows are narrow), transposed to features x rows so that every
+elementwise step runs along contiguous rows, and the per-component work is done by a few
+large matrix products per sub-block instead of a loop over components. A sub-block is a
+dozen numpy calls on buffers looked up once per chunk (:class:`_EStep`): on the embedded
+default's worker threads, the Python between the calls holds the GIL that the other
+threads' calls wait for.
 
 - E-step, whitening form (``full``, and any type whose components sit far from the
   common center): ``Y = W @ [x - center; 1]`` with ``W`` the K precision Cholesky
@@ -47,6 +50,10 @@ _BLOCK_ELEMENTS = 2**18
 _MIN_BLOCK_ROWS = 128
 # Bounds the rows summed in float32 before the sum is added to a float64 total.
 _MAX_BLOCK_ROWS = 2048
+# The expanded form computes in float64 and has a few features per row: its sub-blocks
+# are longer, so that the Python around each numpy call (which holds the GIL the other
+# worker threads wait for) is a small share of the call's arithmetic.
+_MAX_EXPANDED_ROWS = 16384
 # The expanded (quadratic-feature) E-step loses ~ eps * |whitened offset|^2 of a
 # log-density; allowed while that stays below ~1e-10 in float64.
 _EXPANDED_MAX_SQ_DISTANCE = 1e6
@@ -56,13 +63,23 @@ _EXPANDED_MAX_SQ_DISTANCE = 1e6
 _FLUSH = {np.float64: -600.0, np.float32: -60.0}
 
 
-def _block_rows(n_components, n_features):
-    rows = _BLOCK_ELEMENTS // max(1, n_components * (n_features + 1))
-    return int(min(_MAX_BLOCK_ROWS, max(_MIN_BLOCK_ROWS, rows)))
+def block_rows(model, n_features):
+    """Rows per sub-block for ``model``: its largest per-row temporary times the rows is
+    about ``_BLOCK_ELEMENTS``. Whitening form: the whitened differences, K D per row (at
+    most ``_MAX_BLOCK_ROWS`` rows, summed in the compute dtype); expanded form: the row
+    features or the K log-densities, whichever is wider (float64 throughout)."""
+    n_components = model["offsets"].shape[0]
+    coef = model.get("expanded")
+    if coef is None:
+        rows = _BLOCK_ELEMENTS // max(1, n_components * (n_features + 1))
+        return int(min(_MAX_BLOCK_ROWS, max(_MIN_BLOCK_ROWS, rows)))
+    rows = _BLOCK_ELEMENTS // max(n_components, coef.shape[1])
+    return int(min(_MAX_EXPANDED_ROWS, max(_MIN_BLOCK_ROWS, rows)))
 
 
-def _sub_blocks(n_rows, n_components, n_features):
-    step = _block_rows(n_components, n_features)
+def sub_blocks(n_rows, model, n_features):
+    """``(start, stop)`` of the sub-blocks the kernels take ``model``'s rows in."""
+    step = block_rows(model, n_features)
     return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
 
 
@@ -179,95 +196,135 @@ def _workspace():
     return work
 
 
-def _centered_block(X, model, work):
-    """``xt = [x - center; 1]`` transposed, (D + 1, rows), and the E-step's features.
+class _EStep:
+    """One model's E-step on sub-blocks of ``n_rows`` rows: the buffers (views of the
+    thread's workspace) and what does not depend on the rows, looked up once per chunk
+    and length.
 
-    Whitening E-step: the features are ``xt`` itself, in the compute dtype. Expanded
-    E-step: float64 whatever the compute dtype (the expansion needs it); ``xt`` is the
-    first rows of a buffer of the form's ``block_rows`` from which its ``features`` are
-    built (for diag/spherical the buffer becomes ``[x; 1; x^2]``, built once per
-    sub-block for the E-step and the statistics).
+    Per sub-block it is a dozen numpy calls and little else: on worker threads the Python
+    around each call holds the GIL that the other workers' calls wait for (see
+    benchmarks/RESULTS.md, "What limits each number"). Products are ``np.dot``, which
+    gives the GIL up around BLAS; ``np.matmul`` of a transposed operand kept it.
+
+    Whitening form: ``xt = [x - center; 1]`` transposed, (D + 1, rows), in the compute
+    dtype, is also the E-step's features. Expanded form: float64 whatever the compute
+    dtype (the expansion needs it); ``xt`` is the first rows of a buffer of the form's
+    ``block_rows`` from which its ``features`` are built (for diag/spherical the buffer
+    becomes ``[x; 1; x^2]``, built once per sub-block for the E-step and the statistics).
+    The row of ones is written once, here.
     """
-    n_rows, D = X.shape
-    center = model["center"]
-    if model.get("expanded") is None:
-        xt = work.get("xt", (D + 1, n_rows), center.dtype)
-        np.subtract(X.T, center[:, None], out=xt[:D])
-        xt[D] = 1
-        return xt, xt
-    form = _covariance.COVARIANCES[model["covariance_type"]].expanded
-    block = work.get("features", (form.block_rows(D), n_rows), np.float64)
-    np.subtract(X.T, center.astype(np.float64)[:, None], out=block[:D])
-    block[D] = 1
-    return block[: D + 1], form.features(block, model["prec_chol"], work)
 
+    def __init__(self, model, n_rows, n_features, work):
+        D = n_features
+        n_components = model["const"].shape[0]
+        self.n_rows = n_rows
+        coef = model.get("expanded")
+        if coef is None:
+            dtype = model["center"].dtype
+            self.block = work.get("xt", (D + 1, n_rows), dtype)
+            self.origin = model["center"][:, None]
+            self.whiten = model["whiten"]
+            whitened = work.get("whitened", (n_components * D, n_rows), dtype)
+            self.whitened = whitened
+            self.squares = whitened.reshape(n_components, D, n_rows)
+            self.form = None
+            self.dist = work.get("dist", (n_components, n_rows), dtype)
+        else:
+            dtype = np.dtype(np.float64)
+            self.form = _covariance.COVARIANCES[model["covariance_type"]].expanded
+            self.block = work.get("features", (self.form.block_rows(D), n_rows), dtype)
+            self.origin = model["center"].astype(np.float64)[:, None]
+            # -0.5 d(x) as one product: scaling by a power of two is exact
+            self.coef = -0.5 * coef
+            self.prec_chol, self.work = model["prec_chol"], work
+            self.dist = work.get("dist64", (n_components, n_rows), dtype)
+        self.xt = self.block[: D + 1]
+        self.x = self.block[:D]
+        self.xt[D] = 1
+        self.const = model["const"][:, None].astype(dtype)
+        self.top = work.get("top", (n_rows,), dtype)
+        self.scaled = work.get("scaled", (n_components, n_rows), dtype)
+        self.total = work.get("total", (n_rows,), dtype)
+        self.log_prob_norm = work.get("log_prob_norm", (n_rows,), dtype)
+        self.flush = dtype.type(_FLUSH[dtype.type])
+        self.absent = _absent(model)
 
-def _weighted_log_prob(features, model, work):
-    """log w_k + log N(x | k) for every component and row: (K, rows)."""
-    n_rows = features.shape[1]
-    n_components = model["const"].shape[0]
-    coef = model.get("expanded")
-    if coef is not None:
-        dist = work.get("dist64", (n_components, n_rows), np.float64)
-        np.matmul(coef, features, out=dist)
-    else:
-        n_features = features.shape[0] - 1
-        whitened = work.get("whitened", (n_components * n_features, n_rows), features.dtype)
-        np.matmul(model["whiten"], features, out=whitened)
-        dist = work.get("dist", (n_components, n_rows), features.dtype)
-        whitened = whitened.reshape(n_components, n_features, n_rows)
-        np.einsum("kdn,kdn->kn", whitened, whitened, out=dist)
-    dist *= -0.5
-    dist += model["const"][:, None].astype(dist.dtype)
-    return dist
+    def center(self, X):
+        """(xt, features) of the sub-block X (rows, D)."""
+        np.subtract(X.T, self.origin, out=self.x)
+        if self.form is None:
+            return self.xt, self.xt
+        return self.xt, self.form.features(self.block, self.prec_chol, self.work)
 
+    def weighted_log_prob(self, features):
+        """log w_k + log N(x | k) for every component and row: (K, rows)."""
+        dist = self.dist
+        if self.form is None:
+            np.dot(self.whiten, features, out=self.whitened)
+            np.einsum("kdn,kdn->kn", self.squares, self.squares, out=dist)
+            dist *= -0.5
+        else:
+            np.dot(self.coef, features, out=dist)
+        dist += self.const
+        return dist
 
-def _log_sum_exp(weighted_log_prob, work, absent=None):
-    """(log p(x) per row (rows,), exp(weighted - top) (K, rows), sum of those).
+    def _log_sum_exp(self, weighted_log_prob):
+        """log p(x) per row into ``log_prob_norm``, exp(weighted - top) into ``scaled``
+        and their sum into ``total``.
 
-    Terms below ``exp(_FLUSH[dtype])`` of the row's largest are raised to that value:
-    far below the last digit of the sum, they change nothing, while exponentials of
-    very negative numbers take numpy's slow underflow path (several times the time of
-    the exp on clustered data) and give subnormal numbers that slow the products of the
-    statistics. Components of weight 0 (``absent``) still get exactly 0.
-    """
-    n_rows = weighted_log_prob.shape[1]
-    dtype = weighted_log_prob.dtype
-    # per-row arrays in reused buffers too (MALLOC_TRIM_THRESHOLD_, see _statistics)
-    top = work.get("top", (n_rows,), dtype)
-    np.max(weighted_log_prob, axis=0, out=top)
-    finite = work.get("finite", (n_rows,), bool)
-    np.isfinite(top, out=finite)
-    if not finite.all():
-        top[~finite] = 0
-    scaled = work.get("scaled", weighted_log_prob.shape, dtype)
-    total = work.get("total", (n_rows,), dtype)
-    log_prob_norm = work.get("log_prob_norm", (n_rows,), dtype)
-    with np.errstate(under="ignore", divide="ignore", invalid="ignore"):
+        Terms below ``exp(_FLUSH[dtype])`` of the row's largest are raised to that value:
+        far below the last digit of the sum, they change nothing, while exponentials of
+        very negative numbers take numpy's slow underflow path (several times the time of
+        the exp on clustered data) and give subnormal numbers that slow the products of
+        the statistics. Components of weight 0 (``absent``) still get exactly 0.
+        """
+        top, scaled = self.top, self.scaled
+        np.maximum.reduce(weighted_log_prob, axis=0, out=top)
+        # one reduction instead of a test per row: the sum of finite tops is finite
+        # (or overflows, and then the test below changes nothing)
+        if not math.isfinite(np.add.reduce(top)):
+            top[~np.isfinite(top)] = 0
         np.subtract(weighted_log_prob, top, out=scaled)
-        np.maximum(scaled, _FLUSH[scaled.dtype.type], out=scaled)
+        np.maximum(scaled, self.flush, out=scaled)
         np.exp(scaled, out=scaled)
-        if absent is not None:
-            scaled[absent] = 0
-        np.sum(scaled, axis=0, out=total)
-        np.log(total, out=log_prob_norm)
-        log_prob_norm += top
-    return log_prob_norm, scaled, total
+        if self.absent is not None:
+            scaled[self.absent] = 0
+        np.add.reduce(scaled, axis=0, out=self.total)
+        np.log(self.total, out=self.log_prob_norm)
+        self.log_prob_norm += top
+
+    def log_prob(self, X):
+        """(log p(x) (rows,), log w_k + log N(x | k) (K, rows)) of the sub-block X."""
+        weighted_log_prob = self.weighted_log_prob(self.center(X)[1])
+        with np.errstate(under="ignore", divide="ignore", invalid="ignore"):
+            self._log_sum_exp(weighted_log_prob)
+        return self.log_prob_norm, weighted_log_prob
+
+    def responsibilities(self, X):
+        """(xt, features, log p(x) (rows,), responsibilities (K, rows)) of the sub-block X."""
+        xt, features = self.center(X)
+        weighted_log_prob = self.weighted_log_prob(features)
+        with np.errstate(under="ignore", divide="ignore", invalid="ignore"):
+            self._log_sum_exp(weighted_log_prob)
+            np.divide(self.scaled, self.total, out=self.scaled)
+        return xt, features, self.log_prob_norm, self.scaled
+
+
+def _e_steps(X, model, work):
+    """``(start, stop, _EStep)`` over the sub-blocks of X for ``model`` (one _EStep per
+    length: the full one and the last)."""
+    n_rows, n_features = X.shape
+    step = None
+    for start, stop in sub_blocks(n_rows, model, n_features):
+        if step is None or step.n_rows != stop - start:
+            step = _EStep(model, stop - start, n_features, work)
+        yield start, stop, step
 
 
 def _absent(model):
     """Components whose weight is 0 (their log-density is -inf), or None."""
     finite = np.isfinite(model["const"])
     return None if finite.all() else ~finite
-
-
-def _responsibilities(features, model, work):
-    """(log p(x) (rows,), responsibilities (K, rows)) of a centered block."""
-    weighted_log_prob = _weighted_log_prob(features, model, work)
-    log_prob_norm, resp, total = _log_sum_exp(weighted_log_prob, work, _absent(model))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        resp /= total
-    return log_prob_norm, resp
 
 
 def _accumulator(model):
@@ -307,15 +364,12 @@ def em_chunk(X, models, sample_weight=None):
         # a row of weight 0 is a dropped row, exactly (whatever its log-likelihood)
         keep = sample_weight > 0
         X, sample_weight = X[keep], sample_weight[keep]
-    n_rows, n_features = X.shape
     work = _workspace()
     out = []
     for model in models:
-        n_components = model["offsets"].shape[0]
         statistics = _accumulator(model)
-        for start, stop in _sub_blocks(n_rows, n_components, n_features):
-            xt, features = _centered_block(X[start:stop], model, work)
-            log_prob_norm, resp = _responsibilities(features, model, work)
+        for start, stop, step in _e_steps(X, model, work):
+            xt, features, log_prob_norm, resp = step.responsibilities(X[start:stop])
             if sample_weight is None:
                 statistics.add(xt, features, resp, log_prob_norm, work)
             else:
@@ -329,7 +383,6 @@ def resp_chunk(X, resp, shift, covariance_type, sample_weight=None):
     """Statistics for given responsibilities (initialisation), about ``shift`` (K, D);
     with ``sample_weight`` (n_rows,), of the responsibilities times the weights."""
     n_rows, n_features = X.shape
-    n_components = shift.shape[0]
     shift = np.asarray(shift, np.float64)
     center = shift.mean(axis=0)
     model = {"covariance_type": covariance_type, "offsets": shift - center, "expanded": None,
@@ -340,8 +393,10 @@ def resp_chunk(X, resp, shift, covariance_type, sample_weight=None):
     resp = np.asarray(resp)
     if sample_weight is not None:
         resp = resp * np.asarray(sample_weight, np.float64)[:, None]
-    for start, stop in _sub_blocks(n_rows, n_components, n_features):
-        xt, _ = _centered_block(X[start:stop].astype(np.float64, copy=False), model, work)
+    for start, stop in sub_blocks(n_rows, model, n_features):
+        xt = work.get("xt", (n_features + 1, stop - start), np.float64)
+        np.subtract(X[start:stop].T, center[:, None], out=xt[:n_features])
+        xt[n_features] = 1
         block_resp = np.ascontiguousarray(resp[start:stop].T, dtype=np.float64)
         statistics.add(xt, xt, block_resp, np.zeros(0), work)
     stats = statistics.stats()
@@ -369,14 +424,10 @@ def log_prob_blocks(X, model):
     (rows,), log responsibilities (K, rows))``. The log-densities are the E-step's own
     (a sum of them is bit for bit the pass's ``loglik``); they live in this thread's
     workspace and are valid until the next sub-block."""
-    n_rows, n_features = X.shape
-    n_components = model["offsets"].shape[0]
-    work = _workspace()
-    for start, stop in _sub_blocks(n_rows, n_components, n_features):
-        _, features = _centered_block(X[start:stop], model, work)
-        weighted_log_prob = _weighted_log_prob(features, model, work)
-        lpn, _, _ = _log_sum_exp(weighted_log_prob, work, _absent(model))
-        yield start, stop, lpn, weighted_log_prob - lpn
+    for start, stop, step in _e_steps(X, model, _workspace()):
+        lpn, weighted_log_prob = step.log_prob(X[start:stop])
+        # in place: the log-densities' buffer is the next sub-block's anyway
+        yield start, stop, lpn, np.subtract(weighted_log_prob, lpn, out=weighted_log_prob)
 
 
 def score_rows(X, model):

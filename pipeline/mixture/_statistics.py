@@ -3,8 +3,10 @@
 The table :data:`pipeline.mixture._covariance.COVARIANCES` names which one a model uses;
 the kernels of :mod:`pipeline.mixture._kernels` create it per chunk, ``add`` every
 sub-block to it and take its ``stats()`` (the dict described in ``_covariance``). Sums
-over a sub-block are in its dtype (at most ``_kernels._MAX_BLOCK_ROWS`` rows), and are
-accumulated in float64.
+over a sub-block are in its dtype (at most ``_kernels._MAX_BLOCK_ROWS`` rows in the
+whitening form; the expanded forms compute in float64), and are accumulated in float64.
+Products are ``np.dot``: it gives the GIL up around BLAS, where ``np.matmul`` of a
+transposed operand held it, and worker threads share one GIL.
 
 Arguments of ``add``: ``xt`` the sub-block ``[x - center; 1]`` with rows as columns,
 (D + 1, rows); ``features`` those of the E-step (``xt`` itself for the whitening form);
@@ -86,7 +88,7 @@ class FullStatistics(Statistics):
                                     self.block_offsets, work)
         K, D = self.block_offsets.shape
         block = work.get("block", (K * (D + 1), D + 1), xt.dtype)
-        np.matmul(diff.reshape(K * (D + 1), -1), xt.T, out=block)
+        np.dot(diff.reshape(K * (D + 1), -1), xt.T, out=block)
         self.sums += block.reshape(K, D + 1, D + 1)
 
     def _moments(self):
@@ -121,9 +123,9 @@ class TiedExpandedStatistics(Statistics):
 
     def _add(self, xt, features, resp, work, weight=None):
         D = xt.shape[0] - 1
-        self.sums += resp @ xt.T
+        self.sums += np.dot(resp, xt.T)
         # the rows' own scatter: weighted here, as the responsibilities sum to the weight
-        self.scatter += (xt[:D] if weight is None else xt[:D] * weight) @ xt[:D].T
+        self.scatter += np.dot(xt[:D] if weight is None else xt[:D] * weight, xt[:D].T)
 
     def _moments(self):
         D = self.offsets.shape[1]
@@ -166,7 +168,7 @@ class DiagExpandedStatistics(Statistics):
         self.sums = np.zeros((n_components, 2 * n_features + 1))
 
     def _add(self, xt, features, resp, work, weight=None):
-        self.sums += resp @ features.T
+        self.sums += np.dot(resp, features.T)
 
     def _moments(self):
         D = self.offsets.shape[1]

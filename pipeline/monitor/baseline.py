@@ -90,12 +90,12 @@ class Sums:
         self.feature_squares = np.zeros(n_features)
         self.histogram = np.zeros(N_BINS, np.int64) if histogram else None
 
-    def add_by_sub_blocks(self, X, log_prob_norm, labels):
-        """:meth:`add` the rows sub-block by sub-block of the E-step
+    def add_by_sub_blocks(self, X, log_prob_norm, labels, model):
+        """:meth:`add` the rows sub-block by sub-block of ``model``'s E-step
         (:func:`pipeline.mixture._kernels.log_prob_blocks`), as the final pass adds them:
         the same rows give the same sums, bit for bit, wherever they are scored."""
         n_rows, n_features = X.shape
-        for start, stop in _kernels._sub_blocks(n_rows, self.counts.shape[0], n_features):
+        for start, stop in _kernels.sub_blocks(n_rows, model, n_features):
             self.add(X[start:stop], log_prob_norm[start:stop], labels[start:stop])
 
     def add(self, X, log_prob_norm, labels):
@@ -108,11 +108,12 @@ class Sums:
         centered = X.astype(np.float64, copy=False) - self.shift
         self.n += X.shape[0]
         self.depth += float(depth.sum())
-        self.depth_squares += float(depth @ depth)
+        self.depth_squares += float(np.dot(depth, depth))
         self.counts += np.bincount(labels, minlength=n_components)
         self.component_loglik += np.bincount(labels, weights=density, minlength=n_components)
         members = (labels[None, :] == np.arange(n_components)[:, None]).astype(np.float64)
-        self.component_sums += members @ centered
+        # np.dot gives the GIL up around BLAS (np.matmul here held it: worker threads)
+        self.component_sums += np.dot(members, centered)
         self.feature_sums += centered.sum(axis=0)
         self.feature_squares += np.einsum("ij,ij->j", centered, centered)
         if self.histogram is not None:
@@ -157,7 +158,7 @@ def final_pass_scores(X, model, upper, shift):
     sums = Sums(model["offsets"].shape[0], X.shape[1], upper, shift)
     scores = _kernels.score_rows(X, model)
     log_prob_norm, _, labels = scores
-    sums.add_by_sub_blocks(X, log_prob_norm, labels)
+    sums.add_by_sub_blocks(X, log_prob_norm, labels, model)
     return [sums.stats()], scores
 
 
