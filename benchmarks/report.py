@@ -769,22 +769,29 @@ NOTES = """\
 - **float32**: the products and the elementwise passes are twice as fast; the expanded
   forms (tied, diag, spherical) compute in float64 whatever the input, so float32 gains
   there only the memory; per-sub-block float64 accumulation and the client's M-step do not
-  shrink. Worker threads (the embedded default) are slower than worker processes on the
-  cheap forms (diag float32 150 against 67 ms), and measured (2026-12-02, `em_chunk`
-  wrapped on the embedded cluster: wall time against the thread's CPU time, 6 passes over
-  1M x 16, K = 8, two runs): with 2 worker threads each call of the kernel spends 14-49 %
-  of its wall time off the CPU for full (float64 14-40 %, float32 18-49 %) and 41-59 % for
-  diag, with 1 worker thread 10-22 %; a diag fit takes as long on 2 worker threads as on
-  1 (1.9 s and 1.9 s; 1.55 s and 1.60 s). The kernel
-  is ~25 numpy calls per sub-block of ~1,900 rows; each gives the GIL up and takes it
-  back, and on this VM a hand-over costs about what the call computes, so the two
-  threads' sub-blocks take turns. A py-spy profile with native frames (100 Hz) put 41 %
-  of the threads' kernel samples in `pthread_cond_timedwait` under the ufunc and matmul
-  calls (the GIL's wait). Sub-blocks of 4x the rows (2**20 elements, 8,192 rows) cut the
-  waiting to 37-54 % only. float32 halves the arithmetic, not the hand-overs, so its gain
-  shrinks on threads; worker processes (`cluster.processes: true`) do not share a GIL.
-  Runs of `benchmarks/float32.py` on this VM gave full 1.41x, 1.67x, 1.80x and 1.96x
-  (worker processes 1.61x, 1.83x, 1.92x): the noise is larger than the margin.
+  shrink. On worker threads (the embedded default) the cheap forms did not use the second
+  core: a diag fit took as long on 2 worker threads as on 1 (1.9 s and 1.9 s). Why
+  (2026-12-02, the kernel on plain Python threads, no Dask, 1M x 16, K = 8, one BLAS
+  thread): `py-spy record --gil` (which thread holds the GIL, and where) put 35 % of
+  the diag kernel's GIL time on one line, `resp @ features.T` of the expanded statistics:
+  `np.matmul` with a transposed operand kept the GIL for the whole BLAS call, where
+  `np.dot` gives it up (two threads of that product alone: matmul 0.9-1.1x, dot
+  1.3-1.6x one thread's speed). The rest of the GIL time was the Python around ~25
+  numpy calls per sub-block of ~1,900 rows (buffer lookups, per-model constants, the
+  wrappers of `np.max` / `np.sum`). Changed (commit 7a45155): every product in the
+  kernels and the monitoring sums is `np.dot`; a sub-block's buffers and constants are
+  looked up once per chunk (`_kernels._EStep`); the expanded forms' sub-blocks are sized
+  on their own row width (33 float64 for diag at D = 16: 7,943 rows instead of 1,927).
+  Plain threads, per pass, before -> after: diag 1 thread 0.13 -> 0.11 s, 2 threads
+  0.14 -> 0.07 s; tied 2 threads 0.165 -> 0.075 s; spherical float32 0.12 -> 0.05 s;
+  full unchanged (1 thread 0.52 s, 2 threads 0.30-0.33 s: its products are large and
+  gave the GIL up already). On the embedded cluster (`benchmarks/float32.py`, the table
+  above) diag float32 went from 150 to 83 ms per iteration (worker processes: 60 ms)
+  and tied from 215 to 102 ms. Full float32 on threads is 1.49x float64 (processes
+  1.80x; earlier runs 1.41-1.96x: the noise is larger than the margin); on plain threads
+  its 2-thread speed-up is 1.3-1.5x against 1.6-1.9x for float64, with no single line
+  holding the GIL in the py-spy profile: the Python around the calls is a larger share
+  of float32's halved arithmetic.
 - **Whole process** (the breakdown above): the initialisation was the largest phase (15
   passes of k-means|| + Lloyd at 1M, the time of a dozen EM iterations) until it became
   k-means on a uniform sample of 50,000 rows on the client plus one labelling pass
@@ -809,9 +816,9 @@ NOTES = """\
   1M run went from 2.06 s to 1.04 s (`python -X importtime`), of which dask.array is 0.35 s
   (scipy.sparse and dask.array.fft) and distributed 0.26 s. What is left at 1M: start-up
   and imports ~1 s, the load ~0.8 s, and two EM iterations, a labelling pass and the final
-  pass of ~0.4 s each; the run's CPU time is 6.4 s against the script's 15.5, so on 2
-  cores the run cannot be more than ~4.8x faster as it stands, and the worker threads'
-  GIL hand-overs (float32 above) keep its passes from using both cores fully. Load, the
+  pass of ~0.4 s each; the run's CPU time is 7.2 s against the script's 16.8, so on 2
+  cores the run cannot be more than ~4.7x faster as it stands, and a full-covariance
+  pass on the two worker threads is 1.6-1.9x one thread's (float32 above). Load, the
   passes and the write grow with the data, so the ratio to the script grows with it. The
   grid's time is
   its EM and final pass: 40 candidates per pass, as many passes as its slowest candidate

@@ -151,6 +151,48 @@ def test_one_em_pass_reproduces_one_sklearn_em_step(covariance_type):
     assert_allclose(new_covariances, reference.covariances_, rtol=1e-10)
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_several_sub_blocks_and_a_short_last_one_reproduce_sklearn(covariance_type):
+    """Rows over 2.5 sub-blocks: the E-step's buffers, looked up once per length
+    (``_kernels._EStep``: the full sub-blocks, then the short last one), give sklearn's
+    EM step, log-densities and responsibilities on every row."""
+    weights, means, covariances, precisions_cholesky = _params(covariance_type)
+    model = _kernels.prepare_model(weights, means, precisions_cholesky, covariance_type,
+                                   np.float64)
+    rows = _kernels.block_rows(model, 3)
+    X = _data(n=rows * 5 // 2, seed=3)
+    assert len(_kernels.sub_blocks(len(X), model, 3)) == 3
+    stats = _kernels.em_chunk(X, [model])[0]
+    log_prob_norm, resp, labels = _kernels.score_rows(X, model)
+
+    reference = skgm.GaussianMixture(3, covariance_type=covariance_type)
+    reference.weights_, reference.means_ = weights, means
+    reference.covariances_, reference.precisions_cholesky_ = covariances, precisions_cholesky
+    assert_allclose(log_prob_norm, reference.score_samples(X), rtol=1e-12)
+    assert_allclose(resp.T, reference.predict_proba(X), rtol=1e-9, atol=1e-12)
+    assert_allclose(stats["loglik"], reference.score_samples(X).sum(), rtol=1e-12)
+    np.testing.assert_array_equal(labels, reference.predict(X))
+    nk, new_means, _ = _covariance.m_step(
+        stats, model["shift"], covariance_type, 1e-6, float(np.finfo(np.float64).eps))
+    _, log_resp = reference._e_step(X)
+    reference._m_step(X, log_resp)
+    assert_allclose(nk / nk.sum(), reference.weights_, rtol=1e-10)
+    assert_allclose(new_means, reference.means_, rtol=1e-10)
+
+
+def test_expanded_forms_take_longer_sub_blocks_than_the_whitening_form():
+    """The expanded forms' rows are narrow (their features, float64), the whitening
+    form's K D wide: each is sized on its own width, so the Python around a sub-block's
+    numpy calls is a small share of its arithmetic for the cheap forms too."""
+    full = _model("full", n_components=8, n_features=16)
+    diag = _model("diag", n_components=8, n_features=16)
+    assert diag["expanded"] is not None and full["expanded"] is None
+    assert _kernels.block_rows(full, 16) == 2**18 // (8 * 17)
+    assert _kernels.block_rows(diag, 16) == 2**18 // 33
+    assert _kernels.block_rows(_model("diag", n_components=3, n_features=1), 1) == (
+        _kernels._MAX_EXPANDED_ROWS)
+
+
 # ------------------------------------------------------------- float32
 
 
