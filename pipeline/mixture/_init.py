@@ -73,7 +73,8 @@ def _sq_distances(X, centers, shift):
     """Squared euclidean distances (n, C), computed on shifted float64 data."""
     Xs = X.astype(np.float64) - shift
     cs = centers - shift
-    d = (Xs * Xs).sum(axis=1)[:, None] - 2.0 * Xs @ cs.T + (cs * cs).sum(axis=1)[None, :]
+    # np.dot, not @: matmul of a transposed operand holds the GIL (worker threads)
+    d = (Xs * Xs).sum(axis=1)[:, None] - 2.0 * np.dot(Xs, cs.T) + (cs * cs).sum(axis=1)[None, :]
     return np.maximum(d, 0.0)
 
 
@@ -313,7 +314,7 @@ def label_stats(X, centers, covariance_type, sample_weight=None):
         wd = d if sample_weight is None else d * sample_weight[rows][:, None]
         nk[k] = len(rows) if sample_weight is None else float(sample_weight[rows].sum())
         s[k] = wd.sum(axis=0)
-        S[k] = (wd * d).sum(axis=0) if per_feature else wd.T @ d
+        S[k] = (wd * d).sum(axis=0) if per_feature else np.dot(wd.T, d)
     if covariance_type == "tied":
         S = S.sum(axis=0)
     elif not per_feature:
