@@ -816,9 +816,12 @@ NOTES = """\
   1M run went from 2.06 s to 1.04 s (`python -X importtime`), of which dask.array is 0.35 s
   (scipy.sparse and dask.array.fft) and distributed 0.26 s. What is left at 1M: start-up
   and imports ~1 s, the load ~0.8 s, and two EM iterations, a labelling pass and the final
-  pass of ~0.4 s each; the run's CPU time is 7.2 s against the script's 16.8, so on 2
-  cores the run cannot be more than ~4.7x faster as it stands, and a full-covariance
-  pass on the two worker threads is 1.6-1.9x one thread's (float32 above). Load, the
+  pass of ~0.3-0.4 s each; the run's CPU time is 6.2-7.2 s against the script's
+  16.8-17.9 (two runs of 2026-12-02), about 1.5 s of the run is one thread's
+  (interpreter and imports, the k-means on the sample, the M-steps, the report), and a
+  full-covariance pass on the two worker threads is 1.6-1.9x one thread's (float32
+  above). The 1M 4x and 5M 5x rows flip between runs on this VM: 3.56x and 5.32x at
+  17:18 UTC, 4.36x and 4.18x at 17:47 UTC, with the script's own 5M time at 72 and 53 s. Load, the
   passes and the write grow with the data, so the ratio to the script grows with it. The
   grid's time is
   its EM and final pass: 40 candidates per pass, as many passes as its slowest candidate
