@@ -40,10 +40,7 @@ def kernel_stages(n_samples, n_features, n_components, covariance_types, dtypes,
                     t1 = time.perf_counter()
                     weighted = step.weighted_log_prob(features)
                     t2 = time.perf_counter()
-                    with np.errstate(under="ignore", divide="ignore", invalid="ignore"):
-                        step._log_sum_exp(weighted)
-                        resp = np.divide(step.scaled, step.total, out=step.scaled)
-                    log_prob_norm = step.log_prob_norm
+                    log_prob_norm, resp = step.normalise(weighted)
                     t3 = time.perf_counter()
                     statistics.add(xt, features, resp, log_prob_norm, work)
                     t4 = time.perf_counter()

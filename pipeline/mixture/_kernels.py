@@ -300,14 +300,17 @@ class _EStep:
             self._log_sum_exp(weighted_log_prob)
         return self.log_prob_norm, weighted_log_prob
 
-    def responsibilities(self, X):
-        """(xt, features, log p(x) (rows,), responsibilities (K, rows)) of the sub-block X."""
-        xt, features = self.center(X)
-        weighted_log_prob = self.weighted_log_prob(features)
+    def normalise(self, weighted_log_prob):
+        """(log p(x) (rows,), responsibilities (K, rows)) from the log-densities."""
         with np.errstate(under="ignore", divide="ignore", invalid="ignore"):
             self._log_sum_exp(weighted_log_prob)
             np.divide(self.scaled, self.total, out=self.scaled)
-        return xt, features, self.log_prob_norm, self.scaled
+        return self.log_prob_norm, self.scaled
+
+    def responsibilities(self, X):
+        """(xt, features, log p(x) (rows,), responsibilities (K, rows)) of the sub-block X."""
+        xt, features = self.center(X)
+        return xt, features, *self.normalise(self.weighted_log_prob(features))
 
 
 def _e_steps(X, model, work):
