@@ -89,6 +89,9 @@ class _TreeMemory:
         self.peak = 0
         self.peak_largest = 0
         self.most_processes = 1
+        # the programs of the descendants seen (a dask worker process is a Python one; a
+        # short-lived helper a library runs, e.g. ldconfig, is not)
+        self.descendants = set()
         self._procs = {pid: self.root}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -102,6 +105,11 @@ class _TreeMemory:
         # keep the Process objects already known (a pid's identity includes its start time)
         self._procs = {p.pid: self._procs.get(p.pid, p) for p in found}
         self.most_processes = max(self.most_processes, len(self._procs))
+        for proc in found[1:]:
+            try:
+                self.descendants.add(proc.name())
+            except self._psutil.Error:
+                continue
 
     def _loop(self):
         listed = 0.0
@@ -168,13 +176,15 @@ def timed(argv, cwd=None, env=None, timeout=None):
     return {"seconds": finished["seconds"], "returncode": proc.returncode,
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "peak_rss": memory.peak, "peak_rss_largest_process": memory.peak_largest,
-            "processes": memory.most_processes, "stdout": stdout, "stderr": stderr}
+            "processes": memory.most_processes,
+            "descendants": sorted(memory.descendants), "stdout": stdout, "stderr": stderr}
 
 
 def _summary(result):
     """The small part of a run kept in RESULTS.json."""
     return {k: result[k] for k in ("seconds", "returncode", "cpu_seconds", "peak_rss",
-                                   "peak_rss_largest_process", "processes")}
+                                   "peak_rss_largest_process", "processes",
+                                   "descendants")}
 
 
 def _tail(result, n=5):

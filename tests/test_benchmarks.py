@@ -62,8 +62,12 @@ def test_whole_process_benchmark_runs_both_sides_and_renders(tmp_path, monkeypat
         for side in ("mixlake", "sklearn"):
             assert case[side]["fastest"] > 0 and case[side]["peak_rss"] > 0
             assert [r["returncode"] for r in case[side]["runs"]] == [0]
-        # the embedded cluster's workers are threads of the mixlake process
-        assert case["mixlake"]["processes"] == case["sklearn"]["processes"] == 1
+        # the embedded cluster's workers are threads of the mixlake process: no Python
+        # process under it (the sampler may catch a short-lived helper a library runs,
+        # which once made the process count 2 in CI)
+        for side in ("mixlake", "sklearn"):
+            for run in case[side]["runs"]:
+                assert not [name for name in run["descendants"] if "python" in name], run
         outputs = case["outputs"]
         assert outputs["same_files"] and outputs["same_schema"] and outputs["same_ids"]
         assert outputs["rows"] == 3_000 and outputs["columns"][:2] == ["id", "cluster"]
