@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import moto_s3_server
 
 from pipeline.demo import make_demo_data
 
@@ -17,12 +18,11 @@ BUCKET = "lake"
 @pytest.fixture(scope="module")
 def s3_server():
     """moto's S3 server on loopback, credentials only in the environment."""
-    from moto.server import ThreadedMotoServer
+    with moto_s3_server() as endpoint:
+        yield from _s3_environment(endpoint)
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+
+def _s3_environment(endpoint):
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                              "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
     # set before any LocalCluster of the run starts, so its worker processes inherit them
@@ -38,7 +38,6 @@ def s3_server():
     try:
         yield endpoint
     finally:
-        server.stop()
         s3fs.S3FileSystem.clear_instance_cache()
         for key, value in saved.items():
             if value is None:

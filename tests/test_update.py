@@ -251,24 +251,19 @@ def test_the_update_flow_publishes_figures_and_verdict(prefect_harness, tmp_path
 def s3_output(monkeypatch):
     """moto's S3 server on loopback, its credentials in the environment (set before the
     run's own LocalCluster starts, so its workers inherit them)."""
-    from moto.server import ThreadedMotoServer
+    from conftest import moto_s3_server
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                           AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint).items():
-        monkeypatch.setenv(key, value)
-    import boto3
-    import s3fs
+    with moto_s3_server() as endpoint:
+        for key, value in dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                               AWS_DEFAULT_REGION="us-east-1",
+                               AWS_ENDPOINT_URL=endpoint).items():
+            monkeypatch.setenv(key, value)
+        import boto3
+        import s3fs
 
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lake")
-    s3fs.S3FileSystem.clear_instance_cache()
-    try:
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lake")
+        s3fs.S3FileSystem.clear_instance_cache()
         yield "s3://lake/nightly"
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow
