@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import moto_s3_server
+from s3server import moto_s3_server
 
 from pipeline.demo import make_demo_data
 

@@ -251,7 +251,7 @@ def test_the_update_flow_publishes_figures_and_verdict(prefect_harness, tmp_path
 def s3_output(monkeypatch):
     """moto's S3 server on loopback, its credentials in the environment (set before the
     run's own LocalCluster starts, so its workers inherit them)."""
-    from conftest import moto_s3_server
+    from s3server import moto_s3_server
 
     with moto_s3_server() as endpoint:
         for key, value in dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
