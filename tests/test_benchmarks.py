@@ -177,3 +177,6 @@ def test_float32_measures_both_cluster_kinds_and_renders(tmp_path):
     text = report.render({**results, "float32": json.loads(json.dumps(result))})
     assert "float32 per iteration, embedded default" in text
     assert "(embedded default, worker threads: `benchmarks/float32.py`)" in text
+    # worker processes: the float32 benchmark's own row replaces the per-iteration one
+    assert "(worker processes: `benchmarks/float32.py`)" in text
+    assert "(worker processes, the per-iteration section)" not in text

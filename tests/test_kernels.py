@@ -189,6 +189,12 @@ def test_expanded_forms_take_longer_sub_blocks_than_the_whitening_form():
     assert diag["expanded"] is not None and full["expanded"] is None
     assert _kernels.block_rows(full, 16) == 2**18 // (8 * 17)
     assert _kernels.block_rows(diag, 16) == 2**18 // 33
+    # float32 whitening: 4 times the elements (its numpy calls do half the arithmetic)
+    full32 = _model("full", np.float32, n_components=8, n_features=16)
+    assert _kernels.block_rows(full32, 16) == 2**20 // (8 * 17)
+    # ... and at most _MAX_BLOCK_ROWS rows summed in float32
+    small32 = _model("full", np.float32, n_components=1, n_features=2)
+    assert _kernels.block_rows(small32, 2) == _kernels._MAX_BLOCK_ROWS == 8192
     assert _kernels.block_rows(_model("diag", n_components=3, n_features=1), 1) == (
         _kernels._MAX_EXPANDED_ROWS)
 

@@ -43,13 +43,18 @@ import numpy as np
 
 from pipeline.mixture import _covariance
 
-# Elements of the largest per-sub-block temporary (K (D+1) x rows): 2**18 float64 is
-# 2 MiB. Fewer make the products short and cost time per row, more gain nothing; a
-# sub-block's whole working set stays at a few MiB.
-_BLOCK_ELEMENTS = 2**18
+# Elements of the largest per-sub-block temporary (K (D+1) x rows), by compute dtype.
+# float64: 2**18 is 2 MiB; fewer make the products short and cost time per row, more
+# gain nothing (2**19 the same, 2**20 slower). float32: 2**20 (4 MiB): its arithmetic
+# per numpy call is half, so the Python around each call (the GIL hand-over between
+# worker threads) was twice its share; per pass of 1M x 16 x 8 on 2 threads, 108 ms at
+# 2**18, 100 at 2**19, 89 at 2**20, 112 at 2**21 (float64: 199 / 204 / 218 / 252 ms).
+_BLOCK_ELEMENTS = {np.dtype(np.float64): 2**18, np.dtype(np.float32): 2**20}
 _MIN_BLOCK_ROWS = 128
-# Bounds the rows summed in float32 before the sum is added to a float64 total.
-_MAX_BLOCK_ROWS = 2048
+# Bounds the rows summed in float32 before the sum is added to a float64 total: a
+# sub-block's float32 sums of 8,192 rows differ from float64's by ~6e-8 relative on the
+# benchmark data (4.8e-8 at 2,048 rows).
+_MAX_BLOCK_ROWS = 8192
 # The expanded form computes in float64 and has a few features per row: its sub-blocks
 # are longer, so that the Python around each numpy call (which holds the GIL the other
 # worker threads wait for) is a small share of the call's arithmetic.
@@ -65,15 +70,17 @@ _FLUSH = {np.float64: -600.0, np.float32: -60.0}
 
 def block_rows(model, n_features):
     """Rows per sub-block for ``model``: its largest per-row temporary times the rows is
-    about ``_BLOCK_ELEMENTS``. Whitening form: the whitened differences, K D per row (at
-    most ``_MAX_BLOCK_ROWS`` rows, summed in the compute dtype); expanded form: the row
-    features or the K log-densities, whichever is wider (float64 throughout)."""
+    about ``_BLOCK_ELEMENTS`` of its compute dtype. Whitening form: the whitened
+    differences, K D per row (at most ``_MAX_BLOCK_ROWS`` rows, summed in the compute
+    dtype); expanded form: the row features or the K log-densities, whichever is wider
+    (float64 throughout)."""
     n_components = model["offsets"].shape[0]
     coef = model.get("expanded")
     if coef is None:
-        rows = _BLOCK_ELEMENTS // max(1, n_components * (n_features + 1))
+        budget = _BLOCK_ELEMENTS[model["center"].dtype]
+        rows = budget // max(1, n_components * (n_features + 1))
         return int(min(_MAX_BLOCK_ROWS, max(_MIN_BLOCK_ROWS, rows)))
-    rows = _BLOCK_ELEMENTS // max(n_components, coef.shape[1])
+    rows = _BLOCK_ELEMENTS[np.dtype(np.float64)] // max(n_components, coef.shape[1])
     return int(min(_MAX_EXPANDED_ROWS, max(_MIN_BLOCK_ROWS, rows)))
 
 
