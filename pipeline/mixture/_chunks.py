@@ -122,6 +122,7 @@ class ChunkedData:
                 if self._weight_futures is None:
                     self._futures = None
             self._threads = {}
+            self._held_tasks = None
         else:
             self.persisted = True
             self._futures = None
@@ -242,6 +243,7 @@ class ChunkedData:
         tasks = []
         for worker, held in holders.items():
             n_tasks = 1 if isinstance(worker, tuple) else min(len(held), threads.get(worker, 1))
+            parts = []
             for part in np.array_split(np.asarray(held), n_tasks):
                 indices = [int(i) for i in part]
                 mine = set(indices)
@@ -250,15 +252,23 @@ class ChunkedData:
                     if members[0] in mine and mine.issuperset(members)]
                 weights = [] if self._weight_futures is None else [
                     self._weight_futures[i] for i in indices]
-                tasks.append(client.submit(
-                    _run_chunks, func, args, with_index, combine, indices, whole,
-                    *[futures[i] for i in indices], *weights,
-                    key=f"{name}-per-worker-{token}-{len(tasks)}", pure=False,
-                    **({} if isinstance(worker, tuple) else
-                       {"workers": [worker], "allow_other_workers": True})))
+                parts.append((indices, whole, [futures[i] for i in indices] + weights))
+            # one message per worker: the client sends its first message at once and holds
+            # the next ones for up to 10 ms (distributed's BatchedSend), which a task per
+            # thread submitted one by one paid on every pass
+            tasks += client.map(
+                _run_chunks, *zip(*parts), kernel=func, kernel_args=args, with_index=with_index,
+                combine=combine, pure=False,
+                key=[f"{name}-per-worker-{token}-{len(tasks) + j}" for j in range(len(parts))],
+                **({} if isinstance(worker, tuple) else
+                   {"workers": [worker], "allow_other_workers": True}))
+        # the last pass's tasks are released only now that this pass's have gone out: a
+        # release sent just before would hold them back the same 10 ms
+        self._held_tasks = None
         results = {}
         for part in client.gather(tasks):
             results.update(part)
+        self._held_tasks = tasks
         return results
 
     def _passed(self):
@@ -370,14 +380,14 @@ def _call(func, block, index, args, with_index, weight):
     return func(*leading, *args, sample_weight=weight)
 
 
-def _run_chunks(func, args, with_index, combine, indices, whole_groups, *blocks):
-    """On a worker: ``func`` on each of its chunks in chunk order (``blocks``: the chunks,
+def _run_chunks(indices, whole_groups, blocks, *, kernel, kernel_args, with_index, combine):
+    """On a worker: ``kernel`` on each of its chunks in chunk order (``blocks``: the chunks,
     then their weights if any); the first-level groups of the merge tree it holds whole
     are merged here, exactly as the tree would."""
     weights = blocks[len(indices):] or [None] * len(indices)
     results = {}
     for i, block, weight in zip(indices, blocks, weights):
-        results[i] = _call(func, block, i, args, with_index, weight)
+        results[i] = _call(kernel, block, i, kernel_args, with_index, weight)
     for g, members in whole_groups:
         results[("group", g)] = combine([results.pop(i) for i in members])
     return results
