@@ -130,6 +130,49 @@ def test_a_persisted_pass_uses_every_thread_of_a_worker():
         assert _one_pass_per_worker_thread(client, n_threads=3) == 3
 
 
+def test_a_pass_goes_to_the_scheduler_in_one_message_and_the_last_pass_is_released():
+    """The tasks of a persisted pass reach the scheduler as one graph (one per worker):
+    task by task, the client's batched stream held the second for up to 10 ms on every
+    pass. The previous pass's tasks are released once the next pass is out, so no pass
+    leaves more than its own tasks behind."""
+    from distributed import LocalCluster, wait
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    from pipeline.mixture import _kernels
+    from pipeline.mixture._chunks import ChunkedData
+
+    class Graphs(SchedulerPlugin):
+        def __init__(self):
+            self.graphs = []
+
+        def update_graph(self, scheduler, *, keys, **kwargs):
+            self.graphs.append({str(k) for k in keys})
+
+    X = _blobs(n=1600)
+    model = _kernels.prepare_model(np.full(3, 1 / 3), X[:3], np.stack([np.eye(3)] * 3),
+                                   "full", np.float64)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        persisted = da.from_array(X, chunks=(200, -1)).persist()
+        wait(persisted)
+        data = ChunkedData(persisted, persist=True)
+        graphs = Graphs()
+        cluster.scheduler.add_plugin(graphs)
+        passes = [data.reduce(_kernels.em_chunk, _kernels.combine_sums, [model])
+                  for _ in range(3)]
+        # (ChunkedData's own persist of the persisted chunks may arrive as a graph too)
+        pass_graphs = [keys for keys in graphs.graphs
+                       if any("per-worker" in key for key in keys)]
+        assert [len(keys) for keys in pass_graphs] == [2, 2, 2], graphs.graphs
+        assert all("per-worker" in key for keys in pass_graphs for key in keys)
+        # only the last pass's tasks are still held
+        held = {str(k) for k in cluster.scheduler.tasks} & set().union(*pass_graphs)
+        assert held == pass_graphs[-1]
+    for other in passes[1:]:
+        for name in ("n", "loglik", "nk", "s", "S"):
+            assert np.array_equal(other[0][name], passes[0][0][name]), name
+
+
 # --------------------------------------------------------------- lazy outputs
 
 
