@@ -255,11 +255,14 @@ class ChunkedData:
                 parts.append((indices, whole, [futures[i] for i in indices] + weights))
             # one message per worker: the client sends its first message at once and holds
             # the next ones for up to 10 ms (distributed's BatchedSend), which a task per
-            # thread submitted one by one paid on every pass
+            # thread submitted one by one paid on every pass. Every argument positional:
+            # Client.map makes a keyword argument over 100 kB (a grid's models) one task
+            # named after the keyword, the same key on every pass.
+            n = len(parts)
             tasks += client.map(
-                _run_chunks, *zip(*parts), kernel=func, kernel_args=args, with_index=with_index,
-                combine=combine, pure=False,
-                key=[f"{name}-per-worker-{token}-{len(tasks) + j}" for j in range(len(parts))],
+                _run_chunks, [func] * n, [args] * n, [with_index] * n, [combine] * n,
+                *zip(*parts), pure=False,
+                key=[f"{name}-per-worker-{token}-{len(tasks) + j}" for j in range(n)],
                 **({} if isinstance(worker, tuple) else
                    {"workers": [worker], "allow_other_workers": True}))
         # the last pass's tasks are released only now that this pass's have gone out: a
@@ -380,14 +383,14 @@ def _call(func, block, index, args, with_index, weight):
     return func(*leading, *args, sample_weight=weight)
 
 
-def _run_chunks(indices, whole_groups, blocks, *, kernel, kernel_args, with_index, combine):
-    """On a worker: ``kernel`` on each of its chunks in chunk order (``blocks``: the chunks,
+def _run_chunks(func, args, with_index, combine, indices, whole_groups, blocks):
+    """On a worker: ``func`` on each of its chunks in chunk order (``blocks``: the chunks,
     then their weights if any); the first-level groups of the merge tree it holds whole
     are merged here, exactly as the tree would."""
     weights = blocks[len(indices):] or [None] * len(indices)
     results = {}
     for i, block, weight in zip(indices, blocks, weights):
-        results[i] = _call(kernel, block, i, kernel_args, with_index, weight)
+        results[i] = _call(func, block, i, args, with_index, weight)
     for g, members in whole_groups:
         results[("group", g)] = combine([results.pop(i) for i in members])
     return results
