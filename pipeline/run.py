@@ -326,6 +326,7 @@ def fit_to_staging(config, schema, run_id, checkpoint_hash=None):
                 dtype=model_cfg.dtype, persist=model_cfg.persist, checkpoint=checkpoint,
                 init=init, kind=model_cfg.kind, weight_threshold=model_cfg.weight_threshold,
                 sample_weight=dataset.weight, keep_scores=assign.can_use_scores(dataset),
+                described=dataset.described,
                 fingerprint=fingerprint + (f"-from-{init['model_id']}" if init else ""))
             laps.lap("select")
             model = result.model  # not an estimator: no scikit-learn import (1.5 s or more)

@@ -6,7 +6,7 @@ still running. A grid therefore costs
 
     1 (describe) + initialisation passes + max(candidate iterations) + 1 (final likelihood)
 
-passes, where the initialisation passes are shared by all candidates (k-means runs all
+passes (no describe pass when the load described the chunks as it read them), where the initialisation passes are shared by all candidates (k-means runs all
 component counts together) and the final pass also gives the chosen model's training
 baseline (:mod:`pipeline.monitor`). The criterion (BIC by default) picks the model; within one
 (n_components, covariance_type), the restart with the best lower bound is kept, as
@@ -125,7 +125,7 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
            reg_covar=1e-6, max_iter=100, random_state=None, criterion="bic", dtype="float64",
            persist="auto", split_every=None, checkpoint=None, fingerprint=None,
            kind="gaussian", weight_threshold=0.01, sample_weight=None, init=None,
-           keep_scores=False):
+           keep_scores=False, described=None):
     """Fit every candidate of the grid on X and pick one by the criterion.
 
     With ``kind='bayesian'``: one BayesianGaussianMixture of ``max(n_components)``
@@ -150,6 +150,11 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
         When one candidate is fitted on data persisted on a distributed cluster and its
         scores fit in memory beside them: the final pass keeps every chunk's rows' scores
         on the workers (``SelectionResult.scores``) for writing the assignments.
+    described : list of dict, optional
+        Every chunk's :func:`~pipeline.mixture._kernels.describe_chunk`, in chunk order,
+        made elsewhere (:attr:`pipeline.source.Dataset.described`): the fit merges them
+        instead of making its describe pass. Ignored with ``sample_weight`` and
+        ``kind='bayesian'``.
 
     Returns
     -------
@@ -198,7 +203,8 @@ def select(X, *, n_components, covariance_types, n_init=1, init_params="kmeans",
             save=lambda states, errors, passes: checkpoint.save(states, errors, fingerprint,
                                                                 passes))
     fit = fit_states(data, starts, dtype, tol=tol, max_iter=max_iter,
-                     check_finite=_check_finite, raise_errors=False, **hooks)
+                     check_finite=_check_finite, raise_errors=False,
+                     described=None if data.weighted else described, **hooks)
     for candidate, state, error in zip(runnable, fit.states, fit.errors):
         candidate.state, candidate.error = state, error
     fitted = [c for c in runnable if c.state is not None and c.error is None]

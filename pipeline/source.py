@@ -313,6 +313,9 @@ class Dataset:
     X: object = field(default=None, repr=False)
     weight: object = field(default=None, repr=False)  # source.weight, chunked as X
     outputs: list = field(default_factory=list)  # assignment file of each input file
+    # describe_chunk of each file's block of X, from the load's scan (float64 X as read,
+    # no weights, no standardize), or None: select() then makes no describe pass
+    described: list | None = field(default=None, repr=False)
 
     @property
     def n_rows(self):
@@ -466,6 +469,14 @@ def _check_scans(source, schema, scans, min_distinct_rows):
                             "for; lower model.n_components (or check for duplicated rows)")
 
 
+def _described(scan):
+    """:func:`pipeline.mixture._kernels.describe_chunk` of a block of the scan's valid
+    rows (unweighted): the same mean and squared deviations, computed the same way."""
+    n = scan["valid"]
+    return {"n": n, "n_nan": 0, "n_inf": 0, "weight": float(n), "n_positive": n,
+            "w_nan": 0, "w_inf": 0, "w_negative": 0, "mean": scan["mean"], "m2": scan["m2"]}
+
+
 def _check_weights(column, files, scans):
     """The weight column: finite and non-negative in every file, positive somewhere."""
     for path, scan in zip(files, scans):
@@ -567,10 +578,14 @@ def load(source, dtype="float64", min_distinct_rows=None, schema=None, persist="
     if keep and block is not raw:
         X, weight = dask.persist(X, weight)  # then the raw blocks are let go
     del raw
+    described = None
+    if np.dtype(dtype) == np.float64 and mean is None and not source.weight:
+        # X's blocks are the scanned rows (all of them, or the valid ones under drop)
+        described = [_described(scan) for scan in scans]
     return Dataset(files=list(schema.files), features=list(features),
                    passthrough=[c for c in source.passthrough
                                 if c not in schema.partition_keys],
                    outputs=schema.outputs, storage_options=dict(so),
                    nan_policy=source.nan_policy, rows=list(schema.rows),
                    valid_rows=valid_rows, dtype=dtype, scaler_mean=mean, scaler_scale=scale,
-                   X=X, weight=weight)
+                   X=X, weight=weight, described=described)

@@ -197,6 +197,56 @@ def test_load_drop_excludes_non_finite_rows(tmp_path):
                                   [[1, 1], [4, 4], [6, 6], [7, 7], [8, 8]])
 
 
+def _describe_pass(dataset):
+    from pipeline.mixture import _kernels
+
+    return [_kernels.describe_chunk(block.compute())
+            for block in dataset.X.to_delayed().ravel()]
+
+
+@pytest.mark.parametrize("nan_policy", ["error", "drop"])
+def test_load_describes_each_block_as_the_fit_s_describe_pass_would(tmp_path, nan_policy):
+    """The load scans each file as it reads it: its description of every block of X is
+    the describe pass's, bit for bit (so a run skips that pass), with an empty file and
+    with rows dropped."""
+    X = blob_partitions(tmp_path, sizes=(40, 0, 60))
+    if nan_policy == "drop":
+        write(tmp_path / "part.3.parquet", x0=[1.0, np.nan, 3.0], x1=[1.0, 2.0, np.inf])
+    dataset = load(source(tmp_path, features=["x0", "x1"], nan_policy=nan_policy))
+    expected = _describe_pass(dataset)
+    assert len(dataset.described) == len(expected) == len(dataset.files)
+    for ours, theirs in zip(dataset.described, expected):
+        assert ours.keys() == theirs.keys()
+        for key, value in theirs.items():
+            assert np.array_equal(ours[key], value), key
+    assert expected[1]["n"] == 0 and np.array_equal(expected[0]["mean"], X[:40].mean(axis=0))
+
+
+def test_load_describes_nothing_it_did_not_scan_as_the_fit_sees_it(tmp_path):
+    """float32, standardized or weighted: X's blocks are not the scanned float64 rows (or
+    the description has weights), so the fit makes its own describe pass."""
+    blob_partitions(tmp_path, sizes=(40, 60))
+    assert load(source(tmp_path, features=["x0", "x1"]), dtype="float32").described is None
+    assert load(source(tmp_path, features=["x0", "x1"], standardize=True)).described is None
+    weighted = tmp_path / "weighted"
+    write(weighted / "a.parquet", x0=[1.0, 2.0, 3.0], x1=[1.0, 5.0, 2.0], w=[1.0, 2.0, 1.0])
+    assert load(source(weighted, features=["x0", "x1"], weight="w")).described is None
+
+
+def test_a_selection_on_the_load_s_description_is_the_same_fit_one_pass_shorter(tmp_path):
+    from pipeline.selection import select
+
+    blob_partitions(tmp_path, sizes=(300, 0, 500, 200))
+    dataset = load(source(tmp_path, features=["x0", "x1"]))
+    grid = dict(n_components=[1, 2, 3], covariance_types=["full", "diag"], random_state=0)
+    ours = select(dataset.X, described=dataset.described, **grid)
+    theirs = select(dataset.X, **grid)
+    assert ours.n_passes == theirs.n_passes - 1
+    assert [c.bic for c in ours.candidates] == [c.bic for c in theirs.candidates]
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.array_equal(getattr(ours.model, name), getattr(theirs.model, name)), name
+
+
 def test_load_drop_of_every_row_fails_clearly(tmp_path):
     write(tmp_path / "part.0.parquet", x0=[1.0, np.nan], x1=[np.nan, 2.0])
     with pytest.raises(DataError, match="removed every row"):

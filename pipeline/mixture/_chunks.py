@@ -301,6 +301,14 @@ class ChunkedData:
             parts = list(self.compute(*parts))
         return combine(parts) if len(parts) > 1 else parts[0]
 
+    def merge(self, parts, combine):
+        """Per-chunk results computed elsewhere (one per chunk, in chunk order) merged by
+        the same tree as :meth:`reduce`'s, so that they equal its result bit for bit."""
+        parts = list(parts)
+        if len(parts) != self.n_chunks:
+            raise ValueError(f"{len(parts)} partial results for {self.n_chunks} chunks")
+        return self._merge_here(parts, combine)[0]
+
     def reduce_keeping(self, func, combine, *args):
         """One pass like :meth:`reduce` (the same merge tree) where ``func(block, *args)``
         returns ``(result, kept)``: returns ``(merged results, [one future per chunk of

@@ -3,7 +3,8 @@
 :class:`~pipeline.mixture.GaussianMixture` (its ``n_init`` restarts) and model selection
 (a grid of candidates x restarts) both fit through :func:`fit_states`:
 
-1. one describe pass, whose counts of NaN and inf the caller checks;
+1. one describe pass, whose counts of NaN and inf the caller checks (or the chunks'
+   descriptions made elsewhere: a run's load scans each file as it reads it);
 2. the initialisation of every run, sharing its passes (k-means runs them together);
 3. EM: each pass reads every chunk once and gives every still-running state its
    statistics; the state runs its own M-step (:meth:`EMState.update`);
@@ -69,7 +70,8 @@ class Fitted:
 
 
 def fit_states(data, starts, dtype, *, tol, max_iter, check_finite, raise_errors=True,
-               restore=None, save=None, on_start=None, on_iteration=None, on_end=None):
+               restore=None, save=None, on_start=None, on_iteration=None, on_end=None,
+               described=None):
     """Initialise and fit every start in lock-step; keep the best restart of each model.
 
     Parameters
@@ -94,6 +96,10 @@ def fit_states(data, starts, dtype, *, tol, max_iter, check_finite, raise_errors
         ``on_start(index, state)`` before EM, ``on_end(index, state)`` after it.
     on_iteration : callable, optional
         ``on_iteration(state, change, seconds)`` after each iteration of each state.
+    described : list of dict, optional
+        :func:`~pipeline.mixture._kernels.describe_chunk` of every chunk, in chunk order,
+        computed elsewhere (a run's load scans each file as it reads it): merged by the
+        describe pass's tree instead of making that pass.
 
     Returns
     -------
@@ -104,7 +110,9 @@ def fit_states(data, starts, dtype, *, tol, max_iter, check_finite, raise_errors
     if restored is not None:
         states, errors, data.n_passes = restored
     else:
-        describe = data.reduce(_kernels.describe_chunk, _kernels.combine_describe)
+        describe = (data.reduce(_kernels.describe_chunk, _kernels.combine_describe)
+                    if described is None else
+                    data.merge(described, _kernels.combine_describe))
         check_finite(describe)
         states, errors = _start(data, starts, describe, dtype, tol, max_iter, raise_errors)
         if save is not None:
