@@ -768,9 +768,16 @@ NOTES = """\
   the (K, F) x (F, rows) product, the log-sum-exp (8 exp per row) and the statistics; a
   pass over 1M rows is ~50 ms of arithmetic per worker, and Dask's round trip and the
   client's M-step add ~30–50 ms to it.
-- **Dask overhead**: one pass is one task per worker plus a `who_has` query; on this 2-vCPU
-  VM a single `client.submit(...).result()` takes ~10 ms, and a pass needs the client, the
-  scheduler and both workers to wake up in turn.
+- **Dask overhead**: one pass is one task per worker thread plus a `who_has` query; on this
+  2-vCPU VM a single `client.submit(...).result()` takes ~10 ms, and a pass needs the
+  client, the scheduler and both workers to wake up in turn. The client's stream to the
+  scheduler sends a message at once only if its last one left 10 ms ago
+  (`distributed.batched.BatchedSend`): with a task submitted at a time, the second task of
+  every pass waited those 10 ms, and the first one too behind the release of the last
+  pass's tasks. A pass now submits its tasks as one graph per worker (`Client.map`) and
+  releases the previous pass's tasks after it: a pass over 8 tiny chunks on the embedded
+  default went from 20.5 to 14.5 ms (median of 280; 2026-12-03), each EM iteration of a
+  1M run from 11-13 ms of waiting before the first kernel call to 4-7.
 - **float32**: the products and the elementwise passes are twice as fast; the expanded
   forms (tied, diag, spherical) compute in float64 whatever the input, so float32 gains
   there only the memory; per-sub-block float64 accumulation and the client's M-step do not
@@ -792,11 +799,22 @@ NOTES = """\
   full unchanged (1 thread 0.52 s, 2 threads 0.30-0.33 s: its products are large and
   gave the GIL up already). On the embedded cluster (`benchmarks/float32.py`, the table
   above) diag float32 went from 150 to 83 ms per iteration (worker processes: 60 ms)
-  and tied from 215 to 102 ms. Full float32 on threads is 1.49x float64 (processes
-  1.80x; earlier runs 1.41-1.96x: the noise is larger than the margin); on plain threads
-  its 2-thread speed-up is 1.3-1.5x against 1.6-1.9x for float64, with no single line
-  holding the GIL in the py-spy profile: the Python around the calls is a larger share
-  of float32's halved arithmetic.
+  and tied from 215 to 102 ms. Full float32 on threads was then 1.49x float64 (processes
+  1.80x; earlier runs 1.41-1.96x); on plain threads its 2-thread speed-up was 1.3-1.5x
+  against 1.6-1.9x for float64, with no single line holding the GIL in the py-spy
+  profile: the Python around the calls was a larger share of float32's halved
+  arithmetic. So (2026-12-03) float32's whitening sub-blocks take 2**20 elements, four
+  times float64's 2**18 (at most 8,192 rows summed in float32, whose sums then differ
+  from float64's by ~6e-8 relative): per pass of 1M x 16 x 8 on two plain threads,
+  float32 took 108 ms at 2**18, 100 at 2**19, 89 at 2**20 and 112 at 2**21 elements,
+  float64 199 / 204 / 218 / 252 ms (so float64 keeps 2**18). On one thread the float32
+  kernel is then 2.07x float64's (25 against 52 ms per 125,000-row chunk: the E-step
+  product 9.6 against 18.3 ms, the statistics product 8.5 against 17.4, the stacked
+  differences 3.6 against 10.7). With the pass's shorter wait (Dask overhead above),
+  `benchmarks/float32.py` gave full float32 on threads 1.68x, 1.73x, 1.95x, 1.99x, 2.02x
+  and 2.47x (the table above) in six runs that day, on worker processes 1.64x to 1.98x
+  (1.72x above). tied/diag/spherical stay at ~1.0-1.2x: their expanded forms compute in
+  float64.
 - **Whole process** (the breakdown above): the initialisation was the largest phase (15
   passes of k-means|| + Lloyd at 1M, the time of a dozen EM iterations) until it became
   k-means on a uniform sample of 50,000 rows on the client plus one labelling pass
@@ -825,14 +843,20 @@ NOTES = """\
   16.8-17.9 (two runs of 2026-12-02), about 1.5 s of the run is one thread's
   (interpreter and imports, the k-means on the sample, the M-steps, the report), and a
   full-covariance pass on the two worker threads is 1.6-1.9x one thread's (float32
-  above). The 1M 4x and 5M 5x rows flip between runs on this VM: 3.56x and 5.32x at
-  17:18 UTC, 4.36x and 4.18x at 17:47 UTC, with the script's own 5M time at 72 and 53 s. Load, the
+  above). The 1M 4x and 5M 5x rows flipped between runs on this VM: 3.56x and 5.32x at
+  17:18 UTC, 4.36x and 4.18x at 17:47 UTC (2026-12-02), with the script's own 5M time at
+  72 and 53 s. Then (2026-12-03) the load's scan became the fit's describe pass (the
+  scan already computed each file's column means and squared deviations, the same
+  numbers: one pass fewer, 4 instead of 5 for one candidate) and a pass stopped waiting
+  on the client's batched stream (Dask overhead above): 1M 4.04x (medians 4.22x), 5M
+  5.90x (medians 5.32x), grid 8.81x in the saved run (06:57 UTC; at 06:42 UTC, before the
+  describe change: 4.53x, 4.70x, 8.96x). Load, the
   passes and the write grow with the data, so the ratio to the script grows with it. The
   grid's time is
   its EM and final pass: 40 candidates per pass, as many passes as its slowest candidate
   needs.
 - **Memory**: a worker holds its chunks plus a few MiB of sub-block buffers (the largest
-  temporary is 2**18 elements). scikit-learn's full fit allocates N x D temporaries per
+  temporary is 2**18 elements, 2**20 for float32's whitening form). scikit-learn's full fit allocates N x D temporaries per
   component and N x K arrays for the responsibilities.
 
 ## Noise
