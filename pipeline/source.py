@@ -343,30 +343,52 @@ def _scan_file(path, columns, storage_options, distinct_limit, weighted):
                        weighted)
 
 
+def column_extremes(X, block_rows=4096):
+    """``(X.min(axis=0), X.max(axis=0))`` (+inf / -inf for no rows) of a row-major X,
+    folded block of rows by block with elementwise minimum / maximum: numpy's reduction
+    over axis 0 runs a loop of D elements per row (72 ms for 625,000 x 16 here; 9 ms)."""
+    n_rows, n_features = X.shape
+    if n_rows == 0:
+        return np.full(n_features, np.inf), np.full(n_features, -np.inf)
+    lowest = np.array(X[:block_rows])
+    highest = lowest.copy()
+    for start in range(block_rows, n_rows, block_rows):
+        block = X[start : start + block_rows]
+        np.minimum(lowest[: len(block)], block, out=lowest[: len(block)])
+        np.maximum(highest[: len(block)], block, out=highest[: len(block)])
+    return lowest.min(axis=0), highest.max(axis=0)
+
+
 def _scan_block(X, distinct_limit, weighted):
     """What the scan pass learns of one file's block (its weight column last when
     ``weighted``): NaN / inf counts, valid rows, column statistics, distinct rows."""
     X, w = (X[:, :-1], X[:, -1]) if weighted else (X, None)
-    valid = np.isfinite(X).all(axis=1)
-    every = bool(valid.all())  # the usual case: no copy, no NaN/inf counts to make
+    # the usual case, every value finite, shows in the column means (a NaN or inf makes
+    # its column's mean NaN or inf): then no row test, no copy, no NaN/inf counts
+    mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
+    every = bool(np.isfinite(mean).all())
+    valid = None if every else np.isfinite(X).all(axis=1)
+    every = every or bool(valid.all())  # finite values whose sum overflowed
     Xv = X if every else X[valid]
     weights, candidates = {}, Xv
     if weighted:
-        wv = w[valid]  # the rows the fit keeps (nan_policy drop removes the others)
+        wv = w if every else w[valid]  # the rows the fit keeps (nan_policy drop: valid)
         weights = {"w_nan": int(np.isnan(wv).sum()), "w_inf": int(np.isinf(wv).sum()),
                    "w_negative": int((wv < 0).sum()), "w_positive": int((wv > 0).sum())}
         candidates = Xv[wv > 0]  # a row of weight 0 can start no component
-    mean = Xv.mean(axis=0) if len(Xv) else np.zeros(X.shape[1])
+    if Xv is not X:
+        mean = Xv.mean(axis=0) if len(Xv) else np.zeros(X.shape[1])
     m2 = squared_deviations(Xv, mean)
     no_count = np.zeros(X.shape[1], dtype=np.intp)
+    lowest, highest = column_extremes(Xv)
     return {
         # exact constancy test: a rounded mean makes m2 > 0 for a constant column
-        "min": Xv.min(axis=0) if len(Xv) else np.full(X.shape[1], np.inf),
-        "max": Xv.max(axis=0) if len(Xv) else np.full(X.shape[1], -np.inf),
+        "min": lowest,
+        "max": highest,
         "rows": int(X.shape[0]),
         "nan": no_count if every else np.isnan(X).sum(axis=0),
         "inf": no_count if every else np.isinf(X).sum(axis=0),
-        "valid": int(valid.sum()),
+        "valid": int(X.shape[0] if every else valid.sum()),
         "mean": mean,
         "m2": m2,
         # up to distinct_limit distinct rows: enough to tell "fewer distinct rows than

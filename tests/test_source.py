@@ -197,6 +197,21 @@ def test_load_drop_excludes_non_finite_rows(tmp_path):
                                   [[1, 1], [4, 4], [6, 6], [7, 7], [8, 8]])
 
 
+@pytest.mark.parametrize("n_rows", [1, 6, 7, 8, 20, 21])
+def test_column_extremes_are_numpy_s_min_and_max(n_rows):
+    """Folded in blocks of 7 rows (a short last block or none), on a strided view too."""
+    from pipeline.source import column_extremes
+
+    rng = np.random.default_rng(n_rows)
+    wide = rng.normal(size=(n_rows, 4)) * 10.0 ** rng.integers(-3, 3, size=(n_rows, 4))
+    for X in (np.ascontiguousarray(wide[:, :3]), wide[:, :3]):
+        lowest, highest = column_extremes(X, block_rows=7)
+        np.testing.assert_array_equal(lowest, X.min(axis=0))
+        np.testing.assert_array_equal(highest, X.max(axis=0))
+    lowest, highest = column_extremes(np.empty((0, 2)))
+    assert list(lowest) == [np.inf, np.inf] and list(highest) == [-np.inf, -np.inf]
+
+
 def _describe_pass(dataset):
     from pipeline.mixture import _kernels
 
