@@ -365,7 +365,8 @@ def _scan_block(X, distinct_limit, weighted):
     X, w = (X[:, :-1], X[:, -1]) if weighted else (X, None)
     # the usual case, every value finite, shows in the column means (a NaN or inf makes
     # its column's mean NaN or inf): then no row test, no copy, no NaN/inf counts
-    mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
     every = bool(np.isfinite(mean).all())
     valid = None if every else np.isfinite(X).all(axis=1)
     every = every or bool(valid.all())  # finite values whose sum overflowed

@@ -431,3 +431,16 @@ def test_one_labelling_serves_every_covariance_type_of_the_same_centers():
         for key in ("n", "nk", "s", "S"):
             assert_allclose(stats[key], alone[key], rtol=1e-12, atol=1e-9,
                             err_msg=f"{covariance_type} {key}")
+
+
+def test_describe_counts_nan_and_inf_and_only_them():
+    """Finite column sums skip the counts: a NaN or an inf still shows (its column's sum
+    is not finite), and finite values whose sum overflows are not counted."""
+    X = np.ones((50, 3))
+    X[4, 0], X[9, 1], X[11, 1], X[20, 2] = np.nan, np.inf, -np.inf, np.nan
+    described = _kernels.describe_chunk(X)
+    assert (described["n_nan"], described["n_inf"]) == (2, 2)
+    with np.errstate(over="ignore"):  # the mean of such data overflows anyway
+        huge = _kernels.describe_chunk(np.full((4, 2), 1e308))
+    assert (huge["n_nan"], huge["n_inf"]) == (0, 0)
+    assert _kernels.describe_chunk(np.ones((0, 2)))["n_nan"] == 0
