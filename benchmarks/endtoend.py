@@ -592,11 +592,13 @@ def run_case(case, folder, work_dir, command, env, settle, log=_log):
     return row
 
 
-def code_under_test(module, env):
-    """Where the command's module is imported from, and that checkout's commit."""
+def code_under_test(module, env, cwd=None):
+    """Where the command's module is imported from, run from ``cwd`` as the timed runs
+    are (from the checkout itself the checkout would shadow an editable install of
+    another clone), and that checkout's commit."""
     found = subprocess.run(
         [sys.executable, "-c", f"import {module} as m; print(m.__file__)"], env=env,
-        capture_output=True, text=True, timeout=300)
+        cwd=cwd, capture_output=True, text=True, timeout=300)
     if found.returncode != 0:
         return None
     path = os.path.dirname(os.path.dirname(os.path.abspath(found.stdout.strip())))
@@ -634,7 +636,8 @@ def run(plan, data_dir, work_dir, command="mixlake", cases=None, probes=True, se
     entry = _entry_point(script)
     result.update(command=shlex.join(command), prefect=_prefect_configured(),
                   cores=os.cpu_count(),
-                  code=code_under_test(entry.module if entry else "flows.cli", env),
+                  code=code_under_test(entry.module if entry else "flows.cli", env,
+                                       cwd=work_dir),
                   at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   load_average=_load_average())
     rows = {row["case"]: row for row in result.get("cases", [])}
