@@ -847,10 +847,15 @@ NOTES = """\
   17:18 UTC, 4.36x and 4.18x at 17:47 UTC (2026-12-02), with the script's own 5M time at
   72 and 53 s. Then (2026-12-03) the load's scan became the fit's describe pass (the
   scan already computed each file's column means and squared deviations, the same
-  numbers: one pass fewer, 4 instead of 5 for one candidate) and a pass stopped waiting
-  on the client's batched stream (Dask overhead above): 1M 4.04x (medians 4.22x), 5M
-  5.90x (medians 5.32x), grid 8.81x in the saved run (06:57 UTC; at 06:42 UTC, before the
-  describe change: 4.53x, 4.70x, 8.96x). Load, the
+  numbers: one pass fewer, 4 instead of 5 for one candidate), a pass stopped waiting
+  on the client's batched stream (Dask overhead above), and the scan itself got cheaper:
+  numpy's `min(axis=0)` / `max(axis=0)` on a row-major 625,000 x 16 block loop over 16
+  elements per row (72 ms for both), folded block by block with elementwise
+  minimum/maximum they take 9 ms, and the row test for NaN/inf runs only when a column
+  mean is not finite (a file's scan 136 -> 37 ms; the 5M load 2.0 -> 1.1 s). Runs that
+  day: 4.53x / 4.70x / 8.96x (06:42 UTC, before the describe change), 4.04x / 5.90x /
+  8.81x (06:57), 3.95x / 6.15x / 10.8x (07:22, the same pipeline code), and the saved
+  run (07:31, all of it) 4.17x / 5.75x / 11.3x. Load, the
   passes and the write grow with the data, so the ratio to the script grows with it. The
   grid's time is
   its EM and final pass: 40 candidates per pass, as many passes as its slowest candidate
