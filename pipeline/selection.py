@@ -6,8 +6,9 @@ still running. A grid therefore costs
 
     1 (describe) + initialisation passes + max(candidate iterations) + 1 (final likelihood)
 
-passes (no describe pass when the load described the chunks as it read them), where the initialisation passes are shared by all candidates (k-means runs all
-component counts together) and the final pass also gives the chosen model's training
+passes (no describe pass when the load described the chunks as it read them), where the
+initialisation passes are shared by all candidates (k-means runs all component counts
+together) and the final pass also gives the chosen model's training
 baseline (:mod:`pipeline.monitor`). The criterion (BIC by default) picks the model; within one
 (n_components, covariance_type), the restart with the best lower bound is kept, as
 scikit-learn's ``n_init`` does. The fitting itself is the estimator's own core
